@@ -1,0 +1,1 @@
+"""Spatial encodings: one file each, all `SpatialEncoding` subclasses (see base.py)."""

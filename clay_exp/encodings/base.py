@@ -1,0 +1,106 @@
+"""The one interface every spatial encoding implements.
+
+A spatial encoding turns a batch's coordinates (latitude and longitude in degrees, float tensors of
+shape ``(B,)``, plus any other batch keys it declares in ``inputs``) into a ``(B, out_dim)`` float
+tensor. It knows nothing of the backbone: the MAE projects ``out_dim`` to its width and injects it.
+
+Adding an encoding = one file here (a subclass implementing ``encode``) + one YAML in
+``configs/encoding/`` whose ``_target_`` points at it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from clay_exp.tiles import MERCATOR_MAX_LAT
+
+log = logging.getLogger(__name__)
+
+
+def check_coordinates(lat: Tensor, lon: Tensor) -> None:
+    """Raise ValueError naming the first offending chip if a coordinate is NaN/inf or out of range.
+
+    Valid: -90 <= lat <= 90 and -180 <= lon <= 180 (degrees). One host sync per call: cheap next to
+    a training step, and silent garbage (a NaN embedding, a wrapped tile) is far more expensive.
+    """
+    if lat.shape != lon.shape or lat.dim() != 1:
+        raise ValueError(
+            f"lat and lon must be 1-D tensors of equal length (one per chip), got shapes "
+            f"{tuple(lat.shape)} and {tuple(lon.shape)}"
+        )
+    bad = ~(torch.isfinite(lat) & torch.isfinite(lon) & (lat.abs() <= 90.0) & (lon.abs() <= 180.0))
+    if bool(bad.any()):
+        idx = torch.nonzero(bad).flatten()
+        i = int(idx[0])
+        raise ValueError(
+            f"invalid coordinates for chip {i} of the batch: lat={float(lat[i])!r}, lon={float(lon[i])!r} "
+            f"({len(idx)} invalid chip(s) in total; valid ranges are -90<=lat<=90 and -180<=lon<=180 degrees, "
+            "finite)"
+        )
+
+
+class SpatialEncoding(nn.Module):
+    """Base class: ``forward(batch) -> (B, out_dim)``.
+
+    Subclasses set ``out_dim`` in ``__init__`` and implement ``encode(lat, lon, **extra)``.
+    ``inputs`` names the batch keys ``encode`` receives (``lat`` and ``lon`` by default); the base
+    class validates coordinates before ``encode`` sees them.
+    """
+
+    inputs: ClassVar[tuple[str, ...]] = ("lat", "lon")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out_dim: int = 0
+
+    def forward(self, batch: Mapping[str, Any]) -> Tensor:
+        missing = [k for k in self.inputs if k not in batch]
+        if missing:
+            raise KeyError(
+                f"{type(self).__name__} needs batch keys {list(self.inputs)}, missing {missing}; "
+                f"the batch has {sorted(batch)}"
+            )
+        if "lat" in self.inputs and "lon" in self.inputs:
+            check_coordinates(batch["lat"], batch["lon"])
+        return self.encode(**{k: batch[k] for k in self.inputs})
+
+    def encode(self, lat: Tensor, lon: Tensor, **extra: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Optimizer parameter groups for this encoding's own parameters.
+
+        Each dict has ``params`` and may carry ``name``, ``lr_scale`` (multiplies the base learning
+        rate) and ``weight_decay``. The default: one group, no weight decay (decoupled weight decay
+        would shrink every row of an embedding table at every step, including rows no chip used).
+        """
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"name": "encoding", "params": params, "weight_decay": 0.0}] if params else []
+
+    def extra_repr(self) -> str:
+        return f"out_dim={self.out_dim}"
+
+
+class MercatorLatitudeClamp:
+    """Clamp latitudes to the web-mercator limit, saying so once in the log (per encoding instance)."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self.warned = False
+
+    def __call__(self, lat: Tensor) -> Tensor:
+        if not self.warned and bool((lat.abs() > MERCATOR_MAX_LAT).any()):
+            log.warning(
+                "%s: latitudes beyond the web-mercator limit ±%.4f° are clamped to it (max |lat| seen: %.4f); "
+                "this message is shown once.",
+                self.owner,
+                MERCATOR_MAX_LAT,
+                float(lat.abs().max()),
+            )
+            self.warned = True
+        return lat.clamp(-MERCATOR_MAX_LAT, MERCATOR_MAX_LAT)

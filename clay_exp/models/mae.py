@@ -1,0 +1,196 @@
+"""A small ViT masked autoencoder (He et al., 2022) that accepts one location vector per chip.
+
+Standard MAE: patch embedding of a C-band chip, fixed 2-D sin/cos patch positions, random masking
+(default 75 %), a Transformer encoder on the visible patches, a light decoder on all positions, and
+the loss = MSE on the masked patches of per-patch-normalised pixels (the paper's `norm_pix_loss`).
+
+The location vector (``(B, location_dim)``, from a spatial encoding) is linearly projected to the
+encoder width and injected one of two ways:
+
+* ``add``: added to every patch token (before masking, so every visible token carries it);
+* ``token``: prepended to the encoder sequence as one extra token (kept through the decoder, where
+  masked patches can attend to it, and dropped before the pixel prediction).
+
+With ``location_dim == 0`` (the ``none`` encoding) nothing is added and no token is prepended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from timm.layers import PatchEmbed
+from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
+from timm.models.vision_transformer import Block
+from torch import Tensor, nn
+
+INJECTION_CHOICES = ("add", "token")
+
+
+@dataclass
+class MAEOutput:
+    loss: Tensor  # scalar: mean over masked patches of the per-patch MSE
+    pred: Tensor  # (B, L, patch_size**2 * C) predicted (normalised) pixels for every patch
+    mask: Tensor  # (B, L) 1 = masked (to reconstruct), 0 = visible
+
+
+class MaskedAutoencoderViT(nn.Module):
+    def __init__(
+        self,
+        img_size: int = 32,
+        patch_size: int = 4,
+        in_chans: int = 4,
+        embed_dim: int = 64,
+        depth: int = 4,
+        num_heads: int = 4,
+        decoder_embed_dim: int = 64,
+        decoder_depth: int = 2,
+        decoder_num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        mask_ratio: float = 0.75,
+        norm_pix_loss: bool = True,
+        location_dim: int = 0,
+        injection: str = "add",
+    ) -> None:
+        super().__init__()
+        if injection not in INJECTION_CHOICES:
+            raise ValueError(f"injection={injection!r} is not one of {list(INJECTION_CHOICES)}")
+        if img_size % patch_size:
+            raise ValueError(f"img_size={img_size} is not a multiple of patch_size={patch_size}")
+        num_patches = (img_size // patch_size) ** 2
+        if not 1 <= int(num_patches * (1 - mask_ratio)) < num_patches:
+            raise ValueError(
+                f"mask_ratio={mask_ratio!r} must leave at least one visible and one masked patch "
+                f"of the {num_patches} patches"
+            )
+        self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
+        self.mask_ratio, self.norm_pix_loss = mask_ratio, norm_pix_loss
+        self.injection, self.location_dim = injection, location_dim
+
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        grid = img_size // patch_size
+        self.num_patches = grid * grid
+        # Fixed (not learned) sin/cos positions, as in MAE.
+        self.register_buffer("pos_embed", build_sincos2d_pos_embed([grid, grid], embed_dim)[None], persistent=False)
+        self.register_buffer(
+            "decoder_pos_embed", build_sincos2d_pos_embed([grid, grid], decoder_embed_dim)[None], persistent=False
+        )
+        self.location_proj = nn.Linear(location_dim, embed_dim) if location_dim > 0 else None
+
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True) for _ in range(depth))
+        self.norm = nn.LayerNorm(embed_dim)
+
+        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
+        self.decoder_blocks = nn.ModuleList(
+            Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, qkv_bias=True) for _ in range(decoder_depth)
+        )
+        self.decoder_norm = nn.LayerNorm(decoder_embed_dim)
+        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size * patch_size * in_chans)
+        self._init_weights()
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _init_weights(self) -> None:
+        w = self.patch_embed.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(self.mask_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def location_parameters(self) -> list[nn.Parameter]:
+        """Parameters that exist only to carry the location signal (counted with the encoding)."""
+        return list(self.location_proj.parameters()) if self.location_proj is not None else []
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def check_images(self, images: Tensor) -> None:
+        expected = (self.in_chans, self.img_size, self.img_size)
+        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(
+                f"images must have shape (B, C, H, W) = (B, {expected[0]}, {expected[1]}, {expected[2]}) "
+                f"for this model, got {tuple(images.shape)}; check data.bands / data.chip_size"
+            )
+
+    def patchify(self, images: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, L, p*p*C), patches in row-major order, pixels (p, p, C) within a patch."""
+        b, c, h, w = images.shape
+        p = self.patch_size
+        x = images.reshape(b, c, h // p, p, w // p, p)
+        return torch.einsum("nchpwq->nhwpqc", x).reshape(b, (h // p) * (w // p), p * p * c)
+
+    def unpatchify(self, patches: Tensor) -> Tensor:
+        """Inverse of `patchify`."""
+        b = patches.shape[0]
+        p, c = self.patch_size, self.in_chans
+        g = self.img_size // p
+        x = patches.reshape(b, g, g, p, p, c)
+        return torch.einsum("nhwpqc->nchpwq", x).reshape(b, c, g * p, g * p)
+
+    def random_masking(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Keep a random subset of int(L * (1 - mask_ratio)) tokens per sample (MAE's argsort of noise)."""
+        b, n, d = x.shape
+        keep = int(n * (1 - self.mask_ratio))
+        noise = torch.rand(b, n, device=x.device, generator=generator)
+        ids_shuffle = torch.argsort(noise, dim=1)
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        ids_keep = ids_shuffle[:, :keep]
+        x_kept = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, d))
+        mask = torch.ones(b, n, device=x.device)
+        mask[:, :keep] = 0
+        mask = torch.gather(mask, 1, ids_restore)
+        return x_kept, mask, ids_restore
+
+    def forward_encoder(
+        self, images: Tensor, location: Tensor | None, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        x = self.patch_embed(images) + self.pos_embed
+        loc_token = None
+        if self.location_proj is not None:
+            if location is None or location.shape != (images.shape[0], self.location_dim):
+                got = None if location is None else tuple(location.shape)
+                raise ValueError(f"location must have shape ({images.shape[0]}, {self.location_dim}), got {got}")
+            loc = self.location_proj(location.to(x.dtype))
+            if self.injection == "add":
+                x = x + loc[:, None, :]
+            else:
+                loc_token = loc[:, None, :]
+        x, mask, ids_restore = self.random_masking(x, generator)
+        if loc_token is not None:
+            x = torch.cat([loc_token, x], dim=1)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x), mask, ids_restore
+
+    def forward_decoder(self, latent: Tensor, ids_restore: Tensor) -> Tensor:
+        x = self.decoder_embed(latent)
+        extra = 1 if self.injection == "token" and self.location_proj is not None else 0
+        b, n_vis, d = x.shape[0], x.shape[1] - extra, x.shape[2]
+        n = ids_restore.shape[1]
+        patches = torch.cat([x[:, extra:], self.mask_token.expand(b, n - n_vis, d)], dim=1)
+        patches = torch.gather(patches, 1, ids_restore.unsqueeze(-1).expand(-1, -1, d)) + self.decoder_pos_embed
+        x = torch.cat([x[:, :extra], patches], dim=1)
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        return self.decoder_pred(self.decoder_norm(x))[:, extra:]
+
+    def reconstruction_loss(self, images: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
+        target = self.patchify(images)
+        if self.norm_pix_loss:
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1.0e-6) ** 0.5
+        per_patch = ((pred.float() - target.float()) ** 2).mean(dim=-1)
+        return (per_patch * mask).sum() / mask.sum()
+
+    def forward(
+        self, images: Tensor, location: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> MAEOutput:
+        self.check_images(images)
+        latent, mask, ids_restore = self.forward_encoder(images, location, generator)
+        pred = self.forward_decoder(latent, ids_restore)
+        return MAEOutput(self.reconstruction_loss(images, pred, mask), pred, mask)

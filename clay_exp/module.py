@@ -1,0 +1,145 @@
+"""The LightningModule: encoding -> MAE -> masked reconstruction loss -> logs.
+
+Data flows one way: the batch dict gives the encoding its coordinates, the encoding gives the MAE a
+``(B, out_dim)`` vector, the MAE returns the loss. The optimizer's parameter groups come from the
+backbone (decay / no decay) and from the encoding (which may ask for its own learning-rate scales,
+e.g. per-level rates of the hierarchical tile embeddings).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
+import torch
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MinMetric
+
+from clay_exp.encodings.base import SpatialEncoding
+from clay_exp.models.mae import MaskedAutoencoderViT
+
+SCHEDULER_CHOICES = ("cosine", "constant")
+#: Seed of the validation masks: every run and epoch masks the same patches of the same val chips.
+VAL_MASK_SEED = 12345
+
+
+def count_parameters(params: Iterable[nn.Parameter]) -> int:
+    return sum(p.numel() for p in params)
+
+
+class MAELightningModule(L.LightningModule):
+    """Trains a `MaskedAutoencoderViT` with one spatial encoding.
+
+    Args:
+        encoding: the spatial encoding (any `SpatialEncoding`).
+        backbone: a callable (Hydra ``_partial_``) that builds the MAE given ``location_dim``.
+        optimizer: a callable (Hydra ``_partial_``) taking parameter groups, e.g. ``torch.optim.AdamW``;
+            its ``lr`` is the base learning rate that groups' ``lr_scale`` multiplies.
+        scheduler: ``cosine`` (linear warm-up then cosine decay to ``min_lr_ratio``) or ``constant``.
+        warmup_fraction: share of the total steps spent warming up (cosine only).
+        min_lr_ratio: final learning rate as a fraction of the base rate (cosine only).
+    """
+
+    def __init__(
+        self,
+        encoding: SpatialEncoding,
+        backbone: Callable[..., MaskedAutoencoderViT],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: str = "cosine",
+        warmup_fraction: float = 0.05,
+        min_lr_ratio: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if scheduler not in SCHEDULER_CHOICES:
+            raise ValueError(f"model.scheduler={scheduler!r} is not one of {list(SCHEDULER_CHOICES)}")
+        self.save_hyperparameters(logger=False, ignore=["encoding", "backbone", "optimizer"])
+        self.encoding = encoding
+        self.model = backbone(location_dim=encoding.out_dim)
+        self.optimizer_factory = optimizer
+        self.train_loss = MeanMetric()
+        self.val_loss = MeanMetric()
+        self.val_loss_best = MinMetric()
+
+    # -- the step -----------------------------------------------------------------------------
+    def forward(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> Tensor:
+        location = self.encoding(batch) if self.encoding.out_dim > 0 else None
+        return self.model(batch["image"], location, generator=generator).loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        loss = self(batch)
+        self.train_loss(loss.detach())
+        bs = batch["image"].shape[0]
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/loss_epoch", self.train_loss.compute())
+        self.train_loss.reset()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        g = torch.Generator(device=self.device).manual_seed(VAL_MASK_SEED + batch_idx)
+        loss = self(batch, generator=g)
+        self.val_loss.update(loss, weight=batch["image"].shape[0])
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self.val_loss.compute()
+        self.val_loss.reset()
+        if self.trainer.sanity_checking:
+            return
+        self.val_loss_best(loss)
+        # A standalone `trainer.validate` after fit reports the final numbers without logging the
+        # same step twice into metrics.csv / wandb.
+        to_logger = self.trainer.state.fn == TrainerFn.FITTING
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, logger=to_logger)
+        self.log("val/loss_best", self.val_loss_best.compute(), sync_dist=True, logger=to_logger)
+
+    # -- optimisation -------------------------------------------------------------------------
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Backbone groups (weight decay on matrices only) + the encoding's own groups."""
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim < 2 or "token" in name else decay).append(p)
+        groups: list[dict[str, Any]] = [
+            {"name": "backbone", "params": decay},
+            {"name": "backbone_no_decay", "params": no_decay, "weight_decay": 0.0},
+        ]
+        groups += self.encoding.param_groups()
+        return [g for g in groups if g["params"]]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = self.param_groups()
+        optimizer = self.optimizer_factory(params=[{k: v for k, v in g.items() if k != "lr_scale"} for g in groups])
+        for group, spec in zip(optimizer.param_groups, groups, strict=True):
+            group["lr"] = group["lr"] * spec.get("lr_scale", 1.0)
+        if self.hparams.scheduler == "constant":
+            return {"optimizer": optimizer}
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(self.hparams.warmup_fraction * total)
+        floor = self.hparams.min_lr_ratio
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- facts for results.json ---------------------------------------------------------------
+    def parameter_counts(self) -> dict[str, int]:
+        """Backbone vs encoding parameters; the location projection counts with the encoding."""
+        location = self.model.location_parameters()
+        location_ids = {id(p) for p in location}
+        backbone = [p for p in self.model.parameters() if id(p) not in location_ids]
+        return {
+            "backbone": count_parameters(backbone),
+            "encoding": count_parameters(self.encoding.parameters()) + count_parameters(location),
+            "encoding_trainable": count_parameters(p for p in self.encoding.parameters() if p.requires_grad)
+            + count_parameters(location),
+        }

@@ -1,0 +1,122 @@
+"""One training run from a composed Hydra config: instantiate -> fit -> validate -> results.json.
+
+Kept apart from the root ``train.py`` (which only adds ``@hydra.main``) so tests can call `train`
+with a config from Hydra's compose API, in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, Timer
+from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from clay_exp.results import git_state, write_results
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_group(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a config group that holds several named objects (callbacks, loggers)."""
+    if not cfg:
+        return []
+    return [instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def _find(items: list[Any], kind: type) -> Any | None:
+    return next((item for item in items if isinstance(item, kind)), None)
+
+
+def _final_metrics(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule) -> dict[str, float]:
+    """Validation metrics of the final weights (the module logs them to the loggers only during fit)."""
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val")}
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train one run; always writes ``results.json`` (status completed / failed / interrupted)."""
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    results: dict[str, Any] = {
+        "status": "running",
+        "experiment": cfg.experiment_name,
+        "encoding": cfg.encoding_name,
+        "data": cfg.data_name,
+        "injection": cfg.injection,
+        "seed": cfg.seed,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "output_dir": str(output_dir),
+        "git": git_state(Path(__file__).resolve().parent),
+        "config": resolved,
+    }
+    is_rank_zero = rank_zero_only.rank == 0  # DDP: every rank runs this; one writes the record
+    if is_rank_zero:
+        write_results(output_dir, results)
+
+    trainer = None
+    loggers: list[Logger] = []
+    try:
+        L.seed_everything(cfg.seed, workers=True)
+        datamodule = instantiate(cfg.data)
+        encoding = instantiate(cfg.encoding)
+        module = instantiate(cfg.model, encoding=encoding)
+        callbacks: list[Callback] = instantiate_group(cfg.get("callbacks"))
+        loggers = instantiate_group(cfg.get("logger"))
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        for lg in loggers:
+            lg.log_hyperparams(resolved)
+        results["params"] = module.parameter_counts()
+        log.info("encoding=%s %s | parameters %s", cfg.encoding_name, encoding.extra_repr(), results["params"])
+
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        final = _final_metrics(trainer, module, datamodule)
+
+        checkpoint = _find(callbacks, ModelCheckpoint)
+        timer = _find(callbacks, Timer)
+        best_score = getattr(checkpoint, "best_model_score", None)
+        results.update(
+            status="completed",
+            final=final,
+            best={"val/loss": float(best_score) if best_score is not None else final.get("val/loss_best")},
+            steps=trainer.global_step,
+            epochs=trainer.current_epoch,
+            train_time_s=timer.time_elapsed("train") if timer else None,
+            checkpoints={
+                "last": checkpoint.last_model_path or None if checkpoint else None,
+                "best": checkpoint.best_model_path or None if checkpoint else None,
+            },
+        )
+        if results["train_time_s"] and trainer.global_step:
+            results["step_time_s"] = results["train_time_s"] / trainer.global_step
+        wandb_logger = _find(loggers, WandbLogger)
+        if wandb_logger is not None:
+            wandb_logger.experiment.summary.update({"final/val_loss": final.get("val/loss"), **results["best"]})
+        return results
+    except BaseException as error:  # KeyboardInterrupt/SystemExit too: the record must survive
+        interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
+        results["status"] = "interrupted" if interrupted else "failed"
+        results["error"] = {"type": type(error).__name__, "message": str(error), "traceback": traceback.format_exc()}
+        if trainer is not None:
+            results["steps"] = trainer.global_step
+        raise
+    finally:
+        results["wall_time_s"] = time.perf_counter() - started
+        results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        if is_rank_zero:
+            path = write_results(output_dir, results)
+            log.info("results written to %s", path)
+        if _find(loggers, WandbLogger) is not None:
+            import wandb
+
+            wandb.finish(exit_code=0 if results["status"] == "completed" else 1)
