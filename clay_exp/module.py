@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.trainer.states import TrainerFn
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MinMetric
 
@@ -113,7 +113,9 @@ class MAELightningModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = self.param_groups()
-        optimizer = self.optimizer_factory(params=[{k: v for k, v in g.items() if k != "lr_scale"} for g in groups])
+        optimizer = self.optimizer_factory(
+            params=[{k: v for k, v in g.items() if k != "lr_scale"} for g in groups]
+        )
         for group, spec in zip(optimizer.param_groups, groups, strict=True):
             group["lr"] = group["lr"] * spec.get("lr_scale", 1.0)
         if self.hparams.scheduler == "constant":

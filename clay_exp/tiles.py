@@ -62,13 +62,15 @@ def check_zoom(zoom: int) -> int:
 
 
 def lonlat_to_tile(lon: Tensor, lat: Tensor, zoom: int) -> tuple[Tensor, Tensor]:
-    """Tile column x and row y (int64) of each point at `zoom`; equals mercantile.tile(wrap(lon), lat, zoom)."""
+    """Tile column x and row y (int64) of each point at `zoom`: mercantile.tile(wrap(lon), lat, zoom)."""
     zoom = check_zoom(zoom)
     ux, uy = mercator_unit(lon, lat)
     return _unit_to_index(ux, zoom), _unit_to_index(uy, zoom)
 
 
-def tile_chain(lon: Tensor, lat: Tensor, zooms: list[int] | tuple[int, ...]) -> dict[int, tuple[Tensor, Tensor]]:
+def tile_chain(
+    lon: Tensor, lat: Tensor, zooms: list[int] | tuple[int, ...]
+) -> dict[int, tuple[Tensor, Tensor]]:
     """(x, y) of each point's tile at every zoom in `zooms`.
 
     Ancestors are taken by bit-shifting the deepest tile (x >> dz is mercantile.parent's rule), so the

@@ -36,7 +36,9 @@ def _find(items: list[Any], kind: type) -> Any | None:
     return next((item for item in items if isinstance(item, kind)), None)
 
 
-def _final_metrics(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule) -> dict[str, float]:
+def _final_metrics(
+    trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule
+) -> dict[str, float]:
     """Validation metrics of the final weights (the module logs them to the loggers only during fit)."""
     trainer.validate(module, datamodule=datamodule, verbose=False)
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val")}
@@ -77,7 +79,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         for lg in loggers:
             lg.log_hyperparams(resolved)
         results["params"] = module.parameter_counts()
-        log.info("encoding=%s %s | parameters %s", cfg.encoding_name, encoding.extra_repr(), results["params"])
+        log.info(
+            "encoding=%s %s | parameters %s", cfg.encoding_name, encoding.extra_repr(), results["params"]
+        )
 
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         final = _final_metrics(trainer, module, datamodule)
@@ -101,12 +105,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             results["step_time_s"] = results["train_time_s"] / trainer.global_step
         wandb_logger = _find(loggers, WandbLogger)
         if wandb_logger is not None:
-            wandb_logger.experiment.summary.update({"final/val_loss": final.get("val/loss"), **results["best"]})
+            wandb_logger.experiment.summary.update(
+                {"final/val_loss": final.get("val/loss"), **results["best"]}
+            )
         return results
     except BaseException as error:  # KeyboardInterrupt/SystemExit too: the record must survive
         interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
         results["status"] = "interrupted" if interrupted else "failed"
-        results["error"] = {"type": type(error).__name__, "message": str(error), "traceback": traceback.format_exc()}
+        results["error"] = {
+            "type": type(error).__name__,
+            "message": str(error),
+            "traceback": traceback.format_exc(),
+        }
         if trainer is not None:
             results["steps"] = trainer.global_step
         raise

@@ -14,7 +14,8 @@ class WorldDataModule(L.LightningDataModule):
     """Wraps a world (a map-style dataset that accepts a list of indices and returns a batch dict).
 
     Args:
-        world: a callable (Hydra ``_partial_``) building the dataset: ``world(split=, length=, bands=, chip_size=)``.
+        world: a callable (Hydra ``_partial_``) building the dataset:
+            ``world(split=, length=, bands=, chip_size=)``.
         bands, chip_size: the chip shape, shared with the model config through interpolation.
         batch_size: chips per batch.
         train_size, val_size: chips per epoch in each split (fixed sets: the same chips every epoch).
@@ -59,7 +60,9 @@ class WorldDataModule(L.LightningDataModule):
         base = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
         # batch_size=None + a BatchSampler: the dataset gets a list of indices and builds the whole
         # batch in one vectorised call instead of B calls and a collate.
-        sampler = BatchSampler(base, batch_size=self.batch_size, drop_last=shuffle and len(dataset) >= self.batch_size)
+        sampler = BatchSampler(
+            base, batch_size=self.batch_size, drop_last=shuffle and len(dataset) >= self.batch_size
+        )
         return DataLoader(
             dataset,
             batch_size=None,

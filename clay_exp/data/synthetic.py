@@ -37,7 +37,9 @@ _LAT, _LON, _PHASE, _NOISE = 11, 12, 13, 14
 def lonlat_to_unit(lat: Tensor, lon: Tensor) -> Tensor:
     """Unit vectors on the sphere (x toward (0°, 0°), z toward the north pole), shape (..., 3)."""
     phi, lam = torch.deg2rad(lat), torch.deg2rad(lon)
-    return torch.stack([torch.cos(phi) * torch.cos(lam), torch.cos(phi) * torch.sin(lam), torch.sin(phi)], dim=-1)
+    return torch.stack(
+        [torch.cos(phi) * torch.cos(lam), torch.cos(phi) * torch.sin(lam), torch.sin(phi)], dim=-1
+    )
 
 
 class SphericalWaveField:
@@ -47,7 +49,12 @@ class SphericalWaveField:
     """
 
     def __init__(
-        self, features: int, wavenumbers: list[float], weights: list[float], waves: int, generator: torch.Generator
+        self,
+        features: int,
+        wavenumbers: list[float],
+        weights: list[float],
+        waves: int,
+        generator: torch.Generator,
     ) -> None:
         s = len(wavenumbers)
         omega = torch.randn(s, features, waves, 3, generator=generator, dtype=torch.float64)
@@ -55,7 +62,9 @@ class SphericalWaveField:
         k = torch.tensor(wavenumbers, dtype=torch.float64).view(s, 1, 1, 1)
         w = torch.tensor(weights, dtype=torch.float64).view(s, 1, 1) * math.sqrt(2.0 / waves)
         self.omega = (omega * k).float()  # (S, F, J, 3)
-        self.phase = (2 * math.pi * torch.rand(s, features, waves, generator=generator, dtype=torch.float64)).float()
+        self.phase = (
+            2 * math.pi * torch.rand(s, features, waves, generator=generator, dtype=torch.float64)
+        ).float()
         self.amp = w.float().expand(s, features, waves).contiguous()
 
     def __call__(self, q: Tensor) -> Tensor:
@@ -102,9 +111,13 @@ class SyntheticWorld(Dataset):
         self.texture_strength, self.noise_std = texture_strength, noise_std
 
         g = torch.Generator().manual_seed(self.world_seed)
-        self.cover_field = SphericalWaveField(num_covers, list(wavenumbers), list(scale_weights), waves_per_scale, g)
+        self.cover_field = SphericalWaveField(
+            num_covers, list(wavenumbers), list(scale_weights), waves_per_scale, g
+        )
         # Chip-level latent (texture orientation, wavelength, amplitude, band weights): global + regional.
-        self.chip_field = SphericalWaveField(4, list(wavenumbers[:2]), list(scale_weights[:2]), waves_per_scale, g)
+        self.chip_field = SphericalWaveField(
+            4, list(wavenumbers[:2]), list(scale_weights[:2]), waves_per_scale, g
+        )
         self.signatures = torch.rand(num_covers, bands, generator=g) * 2.0 - 1.0  # (K, C)
         self.texture_bands = torch.randn(bands, generator=g)  # (C,)
         lin = (torch.arange(cover_grid, dtype=torch.float32) + 0.5) / cover_grid - 0.5
@@ -133,11 +146,13 @@ class SyntheticWorld(Dataset):
         return lat, lon
 
     def footprint_points(self, lat: Tensor, lon: Tensor) -> Tensor:
-        """Unit vectors of a cover_grid² grid over each chip's footprint (local east/north plane), (B, G, G, 3)."""
+        """Unit vectors of a G×G grid over each chip's footprint (local east/north plane), (B, G, G, 3)."""
         p = lonlat_to_unit(lat, lon).float()
         phi, lam = torch.deg2rad(lat).float(), torch.deg2rad(lon).float()
         east = torch.stack([-torch.sin(lam), torch.cos(lam), torch.zeros_like(lam)], dim=-1)
-        north = torch.stack([-torch.sin(phi) * torch.cos(lam), -torch.sin(phi) * torch.sin(lam), torch.cos(phi)], -1)
+        north = torch.stack(
+            [-torch.sin(phi) * torch.cos(lam), -torch.sin(phi) * torch.sin(lam), torch.cos(phi)], -1
+        )
         e = self.chip_extent_rad
         q = (
             p[:, None, None, :]

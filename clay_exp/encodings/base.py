@@ -39,7 +39,7 @@ def check_coordinates(lat: Tensor, lon: Tensor) -> None:
         i = int(idx[0])
         raise ValueError(
             f"invalid coordinates for chip {i} of the batch: lat={float(lat[i])!r}, lon={float(lon[i])!r} "
-            f"({len(idx)} invalid chip(s) in total; valid ranges are -90<=lat<=90 and -180<=lon<=180 degrees, "
+            f"({len(idx)} invalid chip(s) in total; valid: -90<=lat<=90 and -180<=lon<=180 degrees, "
             "finite)"
         )
 
@@ -96,7 +96,7 @@ class MercatorLatitudeClamp:
     def __call__(self, lat: Tensor) -> Tensor:
         if not self.warned and bool((lat.abs() > MERCATOR_MAX_LAT).any()):
             log.warning(
-                "%s: latitudes beyond the web-mercator limit ±%.4f° are clamped to it (max |lat| seen: %.4f); "
+                "%s: latitudes beyond the web-mercator limit ±%.4f° are clamped to it (max |lat|: %.4f); "
                 "this message is shown once.",
                 self.owner,
                 MERCATOR_MAX_LAT,

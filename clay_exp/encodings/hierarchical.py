@@ -12,6 +12,7 @@ as in multiresolution hash encodings), so parameter memory stays bounded at any 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -76,7 +77,7 @@ class HierarchicalTileEncoding(SpatialEncoding):
         levels = [check_zoom(z) for z in levels]
         if not levels:
             raise ValueError("levels must name at least one zoom level, got []")
-        if any(b <= a for a, b in zip(levels, levels[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(levels)):
             raise ValueError(f"levels={levels} must be strictly increasing zoom levels")
         max_zoom = levels[-1] if max_zoom is None else check_zoom(max_zoom)
         if levels[-1] > max_zoom:
@@ -85,9 +86,15 @@ class HierarchicalTileEncoding(SpatialEncoding):
             raise ValueError(f"combine={combine!r} is not one of {list(COMBINE_CHOICES)}")
         if int(max_rows) < 1:
             raise ValueError(f"max_rows={max_rows!r} must be >= 1")
-        dims = [int(dim_per_level)] * len(levels) if isinstance(dim_per_level, int) else [int(d) for d in dim_per_level]
+        dims = (
+            [int(dim_per_level)] * len(levels)
+            if isinstance(dim_per_level, int)
+            else [int(d) for d in dim_per_level]
+        )
         if len(dims) != len(levels) or min(dims) < 1:
-            raise ValueError(f"dim_per_level={dim_per_level!r} must be a positive int or one per level ({levels})")
+            raise ValueError(
+                f"dim_per_level={dim_per_level!r} must be a positive int or one per level ({levels})"
+            )
         if combine == "sum" and len(set(dims)) != 1:
             raise ValueError(f"combine='sum' needs the same dim for every level, got dim_per_level={dims}")
 
@@ -96,7 +103,9 @@ class HierarchicalTileEncoding(SpatialEncoding):
         self.dims = dims
         self.combine = combine
         self.max_rows = int(max_rows)
-        self.tables = nn.ModuleList(TileTable(z, d, self.max_rows, init_std) for z, d in zip(levels, dims, strict=True))
+        self.tables = nn.ModuleList(
+            TileTable(z, d, self.max_rows, init_std) for z, d in zip(levels, dims, strict=True)
+        )
         self.out_dim = sum(dims) if combine == "concat" else dims[0]
         self._clamp = MercatorLatitudeClamp(type(self).__name__)
 
@@ -116,7 +125,9 @@ class HierarchicalTileEncoding(SpatialEncoding):
         return torch.stack(vectors, dim=0).sum(dim=0)
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels}, max_zoom={self.max_zoom}, combine={self.combine}, out_dim={self.out_dim}"
+        return (
+            f"levels={self.levels}, max_zoom={self.max_zoom}, combine={self.combine}, out_dim={self.out_dim}"
+        )
 
     @staticmethod
     def expected_collision_rate(num_tiles: int, num_rows: int) -> float:

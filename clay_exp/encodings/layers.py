@@ -5,7 +5,9 @@ from __future__ import annotations
 from torch import nn
 
 
-def mlp(in_dim: int, hidden_dim: int, num_layers: int = 2, activation: type[nn.Module] = nn.GELU) -> nn.Sequential:
+def mlp(
+    in_dim: int, hidden_dim: int, num_layers: int = 2, activation: type[nn.Module] = nn.GELU
+) -> nn.Sequential:
     """`num_layers` linear layers of width `hidden_dim`, each followed by `activation`.
 
     The activation after the last layer is deliberate: the model's own linear projection to its

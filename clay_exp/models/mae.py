@@ -71,19 +71,26 @@ class MaskedAutoencoderViT(nn.Module):
         grid = img_size // patch_size
         self.num_patches = grid * grid
         # Fixed (not learned) sin/cos positions, as in MAE.
-        self.register_buffer("pos_embed", build_sincos2d_pos_embed([grid, grid], embed_dim)[None], persistent=False)
         self.register_buffer(
-            "decoder_pos_embed", build_sincos2d_pos_embed([grid, grid], decoder_embed_dim)[None], persistent=False
+            "pos_embed", build_sincos2d_pos_embed([grid, grid], embed_dim)[None], persistent=False
+        )
+        self.register_buffer(
+            "decoder_pos_embed",
+            build_sincos2d_pos_embed([grid, grid], decoder_embed_dim)[None],
+            persistent=False,
         )
         self.location_proj = nn.Linear(location_dim, embed_dim) if location_dim > 0 else None
 
-        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True) for _ in range(depth))
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True) for _ in range(depth)
+        )
         self.norm = nn.LayerNorm(embed_dim)
 
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
         self.decoder_blocks = nn.ModuleList(
-            Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, qkv_bias=True) for _ in range(decoder_depth)
+            Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, qkv_bias=True)
+            for _ in range(decoder_depth)
         )
         self.decoder_norm = nn.LayerNorm(decoder_embed_dim)
         self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size * patch_size * in_chans)
@@ -131,7 +138,9 @@ class MaskedAutoencoderViT(nn.Module):
         x = patches.reshape(b, g, g, p, p, c)
         return torch.einsum("nhwpqc->nchpwq", x).reshape(b, c, g * p, g * p)
 
-    def random_masking(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def random_masking(
+        self, x: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Keep a random subset of int(L * (1 - mask_ratio)) tokens per sample (MAE's argsort of noise)."""
         b, n, d = x.shape
         keep = int(n * (1 - self.mask_ratio))
@@ -153,7 +162,9 @@ class MaskedAutoencoderViT(nn.Module):
         if self.location_proj is not None:
             if location is None or location.shape != (images.shape[0], self.location_dim):
                 got = None if location is None else tuple(location.shape)
-                raise ValueError(f"location must have shape ({images.shape[0]}, {self.location_dim}), got {got}")
+                raise ValueError(
+                    f"location must have shape ({images.shape[0]}, {self.location_dim}), got {got}"
+                )
             loc = self.location_proj(location.to(x.dtype))
             if self.injection == "add":
                 x = x + loc[:, None, :]
@@ -172,7 +183,9 @@ class MaskedAutoencoderViT(nn.Module):
         b, n_vis, d = x.shape[0], x.shape[1] - extra, x.shape[2]
         n = ids_restore.shape[1]
         patches = torch.cat([x[:, extra:], self.mask_token.expand(b, n - n_vis, d)], dim=1)
-        patches = torch.gather(patches, 1, ids_restore.unsqueeze(-1).expand(-1, -1, d)) + self.decoder_pos_embed
+        patches = (
+            torch.gather(patches, 1, ids_restore.unsqueeze(-1).expand(-1, -1, d)) + self.decoder_pos_embed
+        )
         x = torch.cat([x[:, :extra], patches], dim=1)
         for blk in self.decoder_blocks:
             x = blk(x)
