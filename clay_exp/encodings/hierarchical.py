@@ -7,7 +7,7 @@ descendants, so semantics that are truly regional, continental or global are lea
 are shared.
 
 **Tables.** One per level. A level whose tile count 4^z fits in ``max_rows`` is a dense table (row =
-y·2^z + x); a deeper level is a hashed table of ``max_rows`` rows (row = hash(x, y, z) mod max_rows,
+y·2^z + x); a deeper level is a hashed table of ``max_rows`` rows (row = hash(y·2^z + x) mod max_rows,
 a spatial hash as in multiresolution hash encodings), so parameter memory stays flat at any zoom.
 Distinct tiles collide: among N distinct tiles in use at a hashed level, the expected share that
 shares its row with another is ``1 - (1 - 1/max_rows)^(N-1)`` (`expected_collision_rate`; ≈ N/max_rows
@@ -92,10 +92,10 @@ class TileTable(nn.Module):
         nn.init.trunc_normal_(self.embedding.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
 
     def rows(self, x: Tensor, y: Tensor) -> Tensor:
-        """Row index of each tile (x, y) at this level."""
-        if self.hashed:
-            return hash_ints(x, y, self.zoom) % self.num_rows
-        return y * (2**self.zoom) + x
+        """Row index of each tile (x, y) at this level: its dense index y·2^z + x, hashed if the table is."""
+        tile = (y << self.zoom) | x
+        # One key, not (x, y, z): a third of the hashing work, and each level has its own table anyway.
+        return hash_ints(tile) % self.num_rows if self.hashed else tile
 
     def row_counts(self, rows: Tensor, dtype: torch.dtype) -> Tensor:
         """For each entry of `rows`, how many entries of `rows` name the same row (no host sync)."""

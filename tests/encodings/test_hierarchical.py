@@ -99,8 +99,8 @@ def test_hashed_lookup_equals_dense_lookup_once_rows_are_placed():
     assert [t.hashed for t in hashed.tables] == [False, False, True]
     lat, lon = random_points(20, seed=3)
     x, y = dense.tile_indices(lat, lon)[8]
-    hashed_rows = hash_ints(x, y, 8) % 4**5
     dense_rows = y * 2**8 + x
+    hashed_rows = hash_ints(dense_rows) % 4**5
     assert torch.equal(hashed.tables[2].rows(x, y), hashed_rows)
     assert torch.equal(dense.tables[2].rows(x, y), dense_rows)
     assert len(torch.unique(hashed_rows)) == len(torch.unique(dense_rows))  # no collision among these
