@@ -20,6 +20,7 @@ from clay_exp.encodings.hierarchical import HierarchicalTileEncoding, level_shar
 from clay_exp.hashing import hash_ints
 from clay_exp.module import MAELightningModule
 from clay_exp.tiles import MERCATOR_MAX_LAT
+from clay_exp.train import train
 
 TINY_MODEL = [
     "model.scheduler=constant",
@@ -343,3 +344,16 @@ def test_diagnostics_report_row_and_update_norms_of_the_touched_rows(make_cfg):
     # the proposal at work: z0 moves a million times less than the chip's own tile
     assert stats["z00/update_norm"] < 1e-5 * stats["z15/update_norm"]
     assert math.isfinite(stats["z00/row_norm"]) and stats["z00/row_norm"] > 0
+
+
+# -- the fused kernel for the tables -----------------------------------------------------------------
+def test_tables_take_the_fused_kernel_and_clipping_still_works_in_mixed_precision(make_cfg, tmp_path):
+    module = build_module(make_cfg, ["encoding=hierarchical"])
+    groups = {g["name"]: g for g in module.configure_optimizers()["optimizer"].param_groups}
+    assert all(groups[f"encoding/z{z:02d}"]["fused"] for z in LEVELS)
+    assert not groups["backbone"]["fused"]  # the optimizer as a whole is not fused ...
+    # ... so Lightning's gradient clipping under mixed precision (which refuses fused optimizers) runs
+    cfg = make_cfg(
+        ["encoding=hierarchical", "trainer.precision=bf16-mixed", "trainer.fast_dev_run=true", *TINY_MODEL]
+    )
+    assert train(cfg)["status"] == "completed"
