@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from clay_exp.config import compose_config  # noqa: E402
 from clay_exp.encodings.hierarchical import HierarchicalTileEncoding  # noqa: E402
 from clay_exp.tiles import MERCATOR_MAX_LAT  # noqa: E402
+from clay_exp.train import build_module  # noqa: E402
 
 BATCH = 64
 DIM = 16
@@ -147,7 +147,7 @@ def training_step_share(repeats: int) -> list[dict[str, Any]]:
     for encoding, fused in variants:
         cfg = compose_config([f"encoding={encoding}", "model.scheduler=constant"])
         torch.manual_seed(0)
-        module = instantiate(cfg.model, encoding=instantiate(cfg.encoding))
+        module = build_module(cfg)
         optimizer = module.configure_optimizers()["optimizer"]
         for group in optimizer.param_groups:
             if str(group.get("name", "")).startswith("encoding"):

@@ -14,13 +14,12 @@ import math
 import mercantile
 import pytest
 import torch
-from hydra.utils import instantiate
 
 from clay_exp.encodings.hierarchical import HierarchicalTileEncoding, level_share_factor
 from clay_exp.hashing import hash_ints
 from clay_exp.module import MAELightningModule
 from clay_exp.tiles import MERCATOR_MAX_LAT
-from clay_exp.train import train
+from clay_exp.train import build_module, train
 
 TINY_MODEL = [
     "model.scheduler=constant",
@@ -44,10 +43,10 @@ def random_points(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return lat, lon
 
 
-def build_module(make_cfg, overrides: list[str]) -> MAELightningModule:
+def tiny_module(make_cfg, overrides: list[str]) -> MAELightningModule:
     cfg = make_cfg([*overrides, *TINY_MODEL])
     torch.manual_seed(0)  # the same initial weights for a run and its unscaled twin
-    module = instantiate(cfg.model, encoding=instantiate(cfg.encoding))
+    module = build_module(cfg)
     return module.double()
 
 
@@ -191,8 +190,8 @@ def test_share_init_scales_the_initial_rows():
 @pytest.mark.parametrize("rule", ["count", "sqrt_count"])
 def test_adamw_step_via_lr_is_the_level_factor_times_the_unscaled_step(make_cfg, rule):
     batch = mae_batch()
-    scaled = build_module(make_cfg, ["encoding=hierarchical", f"encoding.share_scaling={rule}"])
-    twin = build_module(make_cfg, ["encoding=hierarchical_plain"])
+    scaled = tiny_module(make_cfg, ["encoding=hierarchical", f"encoding.share_scaling={rule}"])
+    twin = tiny_module(make_cfg, ["encoding=hierarchical_plain"])
     optimizer, steps = one_step(scaled, batch)
     _, twin_steps = one_step(twin, batch)
     assert isinstance(optimizer, torch.optim.AdamW)
@@ -210,8 +209,8 @@ def test_adamw_step_via_lr_is_the_level_factor_times_the_unscaled_step(make_cfg,
 
 def test_sgd_step_via_grad_is_the_level_factor_times_the_unscaled_step(make_cfg):
     batch = mae_batch()
-    scaled = build_module(make_cfg, ["encoding=hierarchical", "encoding.share_via=grad", *SGD])
-    twin = build_module(make_cfg, ["encoding=hierarchical_plain", *SGD])
+    scaled = tiny_module(make_cfg, ["encoding=hierarchical", "encoding.share_via=grad", *SGD])
+    twin = tiny_module(make_cfg, ["encoding=hierarchical_plain", *SGD])
     optimizer, steps = one_step(scaled, batch)
     _, twin_steps = one_step(twin, batch)
     assert isinstance(optimizer, torch.optim.SGD)
@@ -226,8 +225,8 @@ def test_adam_pitfall_gradient_factor_cancels(make_cfg, caplog):
     """share_via=grad under AdamW: the z10 row (factor 2^-5) moves as far as unscaled; a warning says so."""
     batch = mae_batch()
     overrides = ["encoding=hierarchical", "encoding.share_scaling=sqrt_count", "encoding.share_via=grad"]
-    scaled = build_module(make_cfg, overrides)
-    twin = build_module(make_cfg, ["encoding=hierarchical_plain"])
+    scaled = tiny_module(make_cfg, overrides)
+    twin = tiny_module(make_cfg, ["encoding=hierarchical_plain"])
     with caplog.at_level(logging.WARNING):
         _, steps = one_step(scaled, batch)
     assert any("share_via='grad' with AdamW" in r.getMessage() for r in caplog.records)
@@ -331,7 +330,7 @@ def test_batch_count_via_lr_needs_the_optimizer_hook():
 # -- diagnostics -----------------------------------------------------------------------------------
 def test_diagnostics_report_row_and_update_norms_of_the_touched_rows(make_cfg):
     batch = mae_batch()
-    module = build_module(make_cfg, ["encoding=hierarchical"])
+    module = tiny_module(make_cfg, ["encoding=hierarchical"])
     assert module.encoding.diagnostics() == {}  # nothing stepped yet
     before = [t.embedding.weight.detach().clone() for t in module.encoding.tables]
     _, steps = one_step(module, batch)
@@ -348,7 +347,7 @@ def test_diagnostics_report_row_and_update_norms_of_the_touched_rows(make_cfg):
 
 # -- the fused kernel for the tables -----------------------------------------------------------------
 def test_tables_take_the_fused_kernel_and_clipping_still_works_in_mixed_precision(make_cfg, tmp_path):
-    module = build_module(make_cfg, ["encoding=hierarchical"])
+    module = tiny_module(make_cfg, ["encoding=hierarchical"])
     groups = {g["name"]: g for g in module.configure_optimizers()["optimizer"].param_groups}
     assert all(groups[f"encoding/z{z:02d}"]["fused"] for z in LEVELS)
     assert not groups["backbone"]["fused"]  # the optimizer as a whole is not fused ...
