@@ -118,6 +118,8 @@ class MAELightningModule(L.LightningModule):
         )
         for group, spec in zip(optimizer.param_groups, groups, strict=True):
             group["lr"] = group["lr"] * spec.get("lr_scale", 1.0)
+        # Encodings that act on (or watch) the update itself hook into the optimizer's steps.
+        self.encoding.attach_optimizer(optimizer)
         if self.hparams.scheduler == "constant":
             return {"optimizer": optimizer}
         total = max(1, int(self.trainer.estimated_stepping_batches))

@@ -82,6 +82,19 @@ class SpatialEncoding(nn.Module):
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"name": "encoding", "params": params, "weight_decay": 0.0}] if params else []
 
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Called by the LightningModule once the optimizer over `param_groups` exists.
+
+        For an encoding that must act on the update itself (what a group's ``lr_scale`` cannot
+        express, e.g. a per-row factor) or watch it (diagnostics): it may register the optimizer's
+        step hooks here. The default does nothing.
+        """
+
+    def diagnostics(self) -> dict[str, float]:
+        """Scalars describing the encoding's learning state, logged every few steps by
+        `clay_exp.callbacks.EncodingDiagnostics` under ``enc/<key>``. The default: none."""
+        return {}
+
     def extra_repr(self) -> str:
         return f"out_dim={self.out_dim}"
 
