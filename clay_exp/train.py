@@ -89,10 +89,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         checkpoint = _find(callbacks, ModelCheckpoint)
         timer = _find(callbacks, Timer)
         best_score = getattr(checkpoint, "best_model_score", None)
+        best = {"val/loss": float(best_score) if best_score is not None else final.get("val/loss_best")}
+        # Other validation sets (e.g. val_heldout): their loss at the epoch of the best val/loss.
+        best |= {
+            key.removesuffix("_best"): value
+            for key, value in final.items()
+            if key.endswith("/loss_best") and key != "val/loss_best"
+        }
         results.update(
             status="completed",
             final=final,
-            best={"val/loss": float(best_score) if best_score is not None else final.get("val/loss_best")},
+            best=best,
             steps=trainer.global_step,
             epochs=trainer.current_epoch,
             train_time_s=timer.time_elapsed("train") if timer else None,
