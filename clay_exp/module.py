@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, MinMetric
+from torchmetrics import MeanMetric
 
 from clay_exp.encodings.base import SpatialEncoding
 from clay_exp.models.mae import MaskedAutoencoderViT
@@ -60,8 +60,11 @@ class MAELightningModule(L.LightningModule):
         self.model = backbone(location_dim=encoding.out_dim)
         self.optimizer_factory = optimizer
         self.train_loss = MeanMetric()
-        self.val_loss = MeanMetric()
-        self.val_loss_best = MinMetric()
+        # One loss per validation set, in dataloader order; `setup` takes the names from the datamodule.
+        self.val_set_names = ["val"]
+        self.val_losses = nn.ModuleDict({"val": MeanMetric()})
+        # Every set's loss at the epoch of the best `val/loss` (model selection never sees held-out sets).
+        self.losses_at_best: dict[str, float] = {}
 
     # -- the step -----------------------------------------------------------------------------
     def forward(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> Tensor:
@@ -79,22 +82,37 @@ class MAELightningModule(L.LightningModule):
         self.log("train/loss_epoch", self.train_loss.compute())
         self.train_loss.reset()
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def setup(self, stage: str) -> None:
+        # A datamodule may validate on several named sets (e.g. `val` and `val_heldout`, seen and
+        # unseen regions); each is logged as `<name>/loss`.
+        names = list(getattr(self.trainer.datamodule, "val_set_names", None) or ["val"])
+        if names[0] != "val":
+            raise ValueError(f"the first validation set must be 'val' (it selects the best model): {names}")
+        if names != self.val_set_names:
+            self.val_set_names = names
+            self.val_losses = nn.ModuleDict({name: MeanMetric() for name in names})
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         g = torch.Generator(device=self.device).manual_seed(VAL_MASK_SEED + batch_idx)
         loss = self(batch, generator=g)
-        self.val_loss.update(loss, weight=batch["image"].shape[0])
+        self.val_losses[self.val_set_names[dataloader_idx]].update(loss, weight=batch["image"].shape[0])
 
     def on_validation_epoch_end(self) -> None:
-        loss = self.val_loss.compute()
-        self.val_loss.reset()
+        losses = {name: metric.compute() for name, metric in self.val_losses.items()}
+        for metric in self.val_losses.values():
+            metric.reset()
         if self.trainer.sanity_checking:
             return
-        self.val_loss_best(loss)
         # A standalone `trainer.validate` after fit reports the final numbers without logging the
         # same step twice into metrics.csv / wandb.
         to_logger = self.trainer.state.fn == TrainerFn.FITTING
-        self.log("val/loss", loss, prog_bar=True, sync_dist=True, logger=to_logger)
-        self.log("val/loss_best", self.val_loss_best.compute(), sync_dist=True, logger=to_logger)
+        if to_logger and float(losses["val"]) < self.losses_at_best.get("val", math.inf):
+            self.losses_at_best = {name: float(loss) for name, loss in losses.items()}
+        for name, loss in losses.items():
+            self.log(f"{name}/loss", loss, prog_bar=True, sync_dist=True, logger=to_logger)
+            if name in self.losses_at_best:
+                best = self.losses_at_best[name]
+                self.log(f"{name}/loss_best", best, sync_dist=True, logger=to_logger)
 
     # -- optimisation -------------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:

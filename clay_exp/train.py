@@ -131,20 +131,27 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         final = _final_metrics(trainer, module, datamodule)
 
         checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
-        best = next((c for c in checkpoints if c.monitor), None)
-        last = next((c for c in checkpoints if c.last_model_path), None)
+        best_checkpoint = next((c for c in checkpoints if c.monitor), None)
+        last_checkpoint = next((c for c in checkpoints if c.last_model_path), None)
         timer = _find(callbacks, Timer)
-        best_score = getattr(best, "best_model_score", None)
+        best_score = getattr(best_checkpoint, "best_model_score", None)
+        best = {"val/loss": float(best_score) if best_score is not None else final.get("val/loss_best")}
+        # Other validation sets (e.g. val_heldout): their loss at the epoch of the best val/loss.
+        best |= {
+            key.removesuffix("_best"): value
+            for key, value in final.items()
+            if key.endswith("/loss_best") and key != "val/loss_best"
+        }
         results.update(
             status="completed",
             final=final,
-            best={"val/loss": float(best_score) if best_score is not None else final.get("val/loss_best")},
+            best=best,
             steps=trainer.global_step,
             epochs=trainer.current_epoch,
             train_time_s=timer.time_elapsed("train") if timer else None,
             checkpoints={
-                "last": last.last_model_path if last else None,
-                "best": (best.best_model_path or None) if best else None,
+                "last": last_checkpoint.last_model_path if last_checkpoint else None,
+                "best": (best_checkpoint.best_model_path or None) if best_checkpoint else None,
             },
         )
         if results["train_time_s"] and trainer.global_step:

@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from clay_exp.config import config_options
 from clay_exp.results import read_results
 from clay_exp.train import train
+from tests.conftest import ENCODING_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -43,7 +44,10 @@ def column(rows: list[dict[str, str]], key: str) -> list[float]:
 @pytest.mark.parametrize("injection", ["add", "token"])
 @pytest.mark.parametrize("encoding", config_options("encoding"))
 def test_fast_dev_run_every_encoding_and_injection(make_cfg, encoding, injection, tmp_path):
-    cfg = make_cfg([f"encoding={encoding}", f"injection={injection}", "trainer.fast_dev_run=true", *TINY])
+    data = ENCODING_DATA.get(encoding, ())
+    cfg = make_cfg(
+        [f"encoding={encoding}", f"injection={injection}", "trainer.fast_dev_run=true", *data, *TINY]
+    )
     results = train(cfg)
     assert results["status"] == "completed"
     saved = read_results(tmp_path)

@@ -9,6 +9,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
+from clay_exp.data.splits import make_region_split, set_filter, val_set_names
+
 
 def passthrough_collate(batch: dict[str, Any]) -> dict[str, Any]:
     """The world's `__getitems__` already returns a stacked batch dict: nothing to collate."""
@@ -50,6 +52,9 @@ class WorldDataModule(L.LightningDataModule):
         pin_memory: pin batches for faster host-to-GPU copies (applied only when CUDA is available;
             Lightning then copies batches to the GPU with ``non_blocking=True``).
         shuffle_seed: the training order is a function of (shuffle_seed, epoch); the run seed by default.
+        split: ``random`` or ``region`` (tiles at ``heldout_zoom`` held out of training, hashed with
+            ``heldout_seed``, a ``heldout_fraction`` of them; see clay_exp.data.splits). With
+            ``region`` the validation sets are ``val`` (seen regions) and ``val_heldout`` (unseen).
     """
 
     def __init__(
@@ -63,6 +68,10 @@ class WorldDataModule(L.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = True,
         shuffle_seed: int = 0,
+        split: str = "random",
+        heldout_zoom: int = 3,
+        heldout_fraction: float = 0.25,
+        heldout_seed: int = 0,
     ) -> None:
         super().__init__()
         for name, value in (("batch_size", batch_size), ("train_size", train_size), ("val_size", val_size)):
@@ -74,16 +83,25 @@ class WorldDataModule(L.LightningDataModule):
         self.bands, self.chip_size = bands, chip_size
         self.batch_size, self.train_size, self.val_size = batch_size, train_size, val_size
         self.num_workers, self.pin_memory, self.shuffle_seed = num_workers, pin_memory, shuffle_seed
+        self.region = make_region_split(split, heldout_zoom, heldout_fraction, heldout_seed)
         self.datasets: dict[str, Dataset] = {}
 
-    def make_dataset(self, split: str) -> Dataset:
-        length = self.train_size if split == "train" else self.val_size
-        return self.world(split=split, length=length, bands=self.bands, chip_size=self.chip_size)
+    @property
+    def val_set_names(self) -> list[str]:
+        """Validation sets in dataloader order; the module logs ``<name>/loss`` for each."""
+        return val_set_names(self.region)
+
+    def make_dataset(self, name: str) -> Dataset:
+        """The dataset of a set: ``train`` or one of `val_set_names`."""
+        length = self.train_size if name == "train" else self.val_size
+        kwargs = {"region": set_filter(self.region, name)} if self.region is not None else {}
+        split = "train" if name == "train" else "val"
+        return self.world(split=split, length=length, bands=self.bands, chip_size=self.chip_size, **kwargs)
 
     def setup(self, stage: str | None = None) -> None:
-        for split in ("train", "val"):
-            if split not in self.datasets:
-                self.datasets[split] = self.make_dataset(split)
+        for name in ("train", *self.val_set_names):
+            if name not in self.datasets:
+                self.datasets[name] = self.make_dataset(name)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
@@ -106,8 +124,9 @@ class WorldDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        loaders = [self._loader(name, shuffle=False) for name in self.val_set_names]
+        return loaders[0] if len(loaders) == 1 else loaders
 
     def describe(self) -> dict[str, Any]:
         """Facts about the data for results.json."""

@@ -20,18 +20,17 @@ knowing *where* a chip is genuinely helps reconstructing what was masked, at sev
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from clay_exp.hashing import hash_ints, hash_uniform
+from clay_exp.data.splits import LocationFilter
+from clay_exp.data.world import GeneratedWorld, chip_noise
+from clay_exp.hashing import hash_uniform
 
-SPLIT_OFFSETS = {"train": 0, "val": 2**40, "test": 2**41}
-# Streams of per-chip randomness (any distinct constants).
-_LAT, _LON, _PHASE, _NOISE = 11, 12, 13, 14
+# Stream of per-chip randomness (distinct from the base class's location and noise streams).
+_PHASE = 13
 
 
 def lonlat_to_unit(lat: Tensor, lon: Tensor) -> Tensor:
@@ -40,6 +39,35 @@ def lonlat_to_unit(lat: Tensor, lon: Tensor) -> Tensor:
     return torch.stack(
         [torch.cos(phi) * torch.cos(lam), torch.cos(phi) * torch.sin(lam), torch.sin(phi)], dim=-1
     )
+
+
+def footprint_grid(lat: Tensor, lon: Tensor, extent_rad: float, grid: int) -> Tensor:
+    """Unit vectors of a grid×grid raster over each chip's footprint, (B, G, G, 3).
+
+    The footprint is a square `extent_rad` wide in the local east/north tangent plane of the chip
+    centre; row 0 is the northern edge, column 0 the western edge (cell centres, like pixels).
+    """
+    lin = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid - 0.5
+    grid_dy, grid_dx = torch.meshgrid(-lin, lin, indexing="ij")  # north up, east right
+    p = lonlat_to_unit(lat, lon).float()
+    phi, lam = torch.deg2rad(lat).float(), torch.deg2rad(lon).float()
+    east = torch.stack([-torch.sin(lam), torch.cos(lam), torch.zeros_like(lam)], dim=-1)
+    north = torch.stack(
+        [-torch.sin(phi) * torch.cos(lam), -torch.sin(phi) * torch.sin(lam), torch.cos(phi)], -1
+    )
+    q = (
+        p[:, None, None, :]
+        + extent_rad * grid_dx[None, :, :, None] * east[:, None, None, :]
+        + extent_rad * grid_dy[None, :, :, None] * north[:, None, None, :]
+    )
+    return q / q.norm(dim=-1, keepdim=True)
+
+
+def unit_to_lonlat(q: Tensor) -> tuple[Tensor, Tensor]:
+    """Inverse of `lonlat_to_unit`: (lat, lon) in float64 degrees of unit vectors (..., 3)."""
+    q = q.to(torch.float64)
+    lat = torch.rad2deg(torch.asin(q[..., 2].clamp(-1.0, 1.0)))
+    return lat, torch.rad2deg(torch.atan2(q[..., 1], q[..., 0]))
 
 
 class SphericalWaveField:
@@ -73,12 +101,12 @@ class SphericalWaveField:
         return (torch.cos(arg) * self.amp).sum(dim=(-3, -1))
 
 
-class SyntheticWorld(Dataset):
+class SyntheticWorld(GeneratedWorld):
     """Map-style dataset of generated chips; index it with an int or a list of ints (a whole batch).
 
     Returns dicts with ``image`` (float32, C×H×W or B×C×H×W), ``lat``/``lon`` (float64 degrees) and
     ``index``. A DataLoader with auto-batching calls ``__getitems__`` with the batch's indices, so a
-    batch is generated in one vectorised call (pair it with a pass-through ``collate_fn``).
+    batch is generated in one vectorised call. `locations` and `region`: see `GeneratedWorld`.
     """
 
     def __init__(
@@ -97,15 +125,12 @@ class SyntheticWorld(Dataset):
         cover_temperature: float = 0.3,
         texture_strength: float = 0.5,
         noise_std: float = 0.1,
+        locations: str = "sphere",
+        region: LocationFilter | None = None,
     ) -> None:
-        if split not in SPLIT_OFFSETS:
-            raise ValueError(f"split={split!r} is not one of {list(SPLIT_OFFSETS)}")
-        if length < 1:
-            raise ValueError(f"length={length!r} must be >= 1")
+        super().__init__(length, split, bands, chip_size, world_seed, locations, region)
         if len(wavenumbers) != len(scale_weights):
             raise ValueError(f"wavenumbers={wavenumbers} and scale_weights={scale_weights} differ in length")
-        self.length, self.split, self.offset = int(length), split, SPLIT_OFFSETS[split]
-        self.bands, self.chip_size, self.world_seed = bands, chip_size, int(world_seed)
         self.chip_extent_rad = math.radians(chip_extent_deg)
         self.cover_grid, self.cover_temperature = cover_grid, cover_temperature
         self.texture_strength, self.noise_std = texture_strength, noise_std
@@ -120,60 +145,13 @@ class SyntheticWorld(Dataset):
         )
         self.signatures = torch.rand(num_covers, bands, generator=g) * 2.0 - 1.0  # (K, C)
         self.texture_bands = torch.randn(bands, generator=g)  # (C,)
-        lin = (torch.arange(cover_grid, dtype=torch.float32) + 0.5) / cover_grid - 0.5
-        self.grid_dy, self.grid_dx = torch.meshgrid(-lin, lin, indexing="ij")  # north up, east right
         pix = torch.arange(chip_size, dtype=torch.float32)
         self.pix_y, self.pix_x = torch.meshgrid(pix, pix, indexing="ij")
 
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitems__(self, indices: list[int]) -> dict[str, Any]:
-        """A whole batch in one call (what DataLoader's auto-batching asks for)."""
-        return self[indices]
-
-    def __getitem__(self, index: int | list[int] | Tensor) -> dict[str, Any]:
-        single = isinstance(index, int)
-        idx = torch.as_tensor([index] if single else index, dtype=torch.int64)
-        if bool(((idx < 0) | (idx >= self.length)).any()):
-            raise IndexError(f"chip index out of range [0, {self.length}): {idx.tolist()}")
-        batch = self.generate(idx + self.offset)
-        return {k: v[0] for k, v in batch.items()} if single else batch
-
     # -- generation -----------------------------------------------------------------------------
-    def locations(self, ids: Tensor) -> tuple[Tensor, Tensor]:
-        """Chip centres (lat, lon in float64 degrees), uniform by area."""
-        u = hash_uniform(self.world_seed, _LAT, ids, dtype=torch.float64)
-        v = hash_uniform(self.world_seed, _LON, ids, dtype=torch.float64)
-        lat = torch.rad2deg(torch.asin(2.0 * u - 1.0))
-        lon = 360.0 * v - 180.0
-        return lat, lon
-
     def footprint_points(self, lat: Tensor, lon: Tensor) -> Tensor:
-        """Unit vectors of a G×G grid over each chip's footprint (local east/north plane), (B, G, G, 3)."""
-        p = lonlat_to_unit(lat, lon).float()
-        phi, lam = torch.deg2rad(lat).float(), torch.deg2rad(lon).float()
-        east = torch.stack([-torch.sin(lam), torch.cos(lam), torch.zeros_like(lam)], dim=-1)
-        north = torch.stack(
-            [-torch.sin(phi) * torch.cos(lam), -torch.sin(phi) * torch.sin(lam), torch.cos(phi)], -1
-        )
-        e = self.chip_extent_rad
-        q = (
-            p[:, None, None, :]
-            + e * self.grid_dx[None, :, :, None] * east[:, None, None, :]
-            + e * self.grid_dy[None, :, :, None] * north[:, None, None, :]
-        )
-        return q / q.norm(dim=-1, keepdim=True)
-
-    def pixel_noise(self, ids: Tensor) -> Tensor:
-        """Standard normal noise (B, C, H, W), seeded per chip from hash(world_seed, id).
-
-        A generator per chip costs one seed call per chip and is ~5x faster than hashing every pixel.
-        """
-        keys = hash_ints(self.world_seed, _NOISE, ids).tolist()
-        g = torch.Generator()
-        shape = (self.bands, self.chip_size, self.chip_size)
-        return torch.stack([torch.randn(shape, generator=g.manual_seed(k)) for k in keys])
+        """Unit vectors of the cover grid over each chip's footprint, (B, G, G, 3)."""
+        return footprint_grid(lat, lon, self.chip_extent_rad, self.cover_grid)
 
     def generate(self, ids: Tensor) -> dict[str, Tensor]:
         """The chips with global ids `ids` (split offset included)."""
@@ -194,5 +172,5 @@ class SyntheticWorld(Dataset):
         along = self.pix_x * torch.cos(theta)[:, None, None] + self.pix_y * torch.sin(theta)[:, None, None]
         wave = torch.sin(2 * math.pi * along / wavelength[:, None, None] + phase[:, None, None])  # (B, S, S)
         image = image + amplitude[:, None, None, None] * band_w[:, :, None, None] * wave[:, None]
-        image = image + self.noise_std * self.pixel_noise(ids)
+        image = image + self.noise_std * chip_noise(self.world_seed, ids, (self.bands, s, s))
         return {"image": image.float(), "lat": lat, "lon": lon, "index": ids}

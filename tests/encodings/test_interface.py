@@ -10,14 +10,18 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from clay_exp.config import CONFIG_DIR, config_options
+from clay_exp.config import CONFIG_DIR, compose_config, config_options
 from clay_exp.encodings.base import SpatialEncoding
+from tests.conftest import ENCODING_DATA
 
 ENCODINGS = config_options("encoding")
 
 
 def build(name: str) -> SpatialEncoding:
-    cfg = OmegaConf.load(CONFIG_DIR / "encoding" / f"{name}.yaml")
+    if name in ENCODING_DATA:  # its config reads the world's settings
+        cfg = compose_config([f"encoding={name}", *ENCODING_DATA[name]]).encoding
+    else:
+        cfg = OmegaConf.load(CONFIG_DIR / "encoding" / f"{name}.yaml")
     try:
         enc = instantiate(cfg)
     except Exception as error:  # an optional extra that is not installed

