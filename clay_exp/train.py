@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import Logger, WandbLogger
@@ -44,6 +45,34 @@ def _final_metrics(
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val")}
 
 
+def wandb_summary(results: dict[str, Any]) -> dict[str, float]:
+    """The numbers a finished run shows (and sorts by) in the wandb runs table: final and best val
+    losses (``final/val_loss``, ``final/val_heldout_loss`` where logged, ``best/val_loss``), the
+    encoding's parameter count and the time per training step."""
+    summary = {
+        f"final/{key.replace('/', '_')}": value
+        for key, value in results.get("final", {}).items()
+        if not key.endswith("_best")
+    }
+    summary["best/val_loss"] = results.get("best", {}).get("val/loss")
+    summary["params/encoding"] = results.get("params", {}).get("encoding")
+    summary["time/step_s"] = results.get("step_time_s")
+    return {key: value for key, value in summary.items() if value is not None}
+
+
+#: torch's own choice for this process (all cores, or OMP_NUM_THREADS as a parallel launcher sets it).
+DEFAULT_TORCH_THREADS = torch.get_num_threads()
+
+
+def set_torch_threads(threads: int | None) -> int:
+    """Apply the ``torch_threads`` knob (None: torch's default, also after an earlier job of the same
+    process set another number) and return the threads in use."""
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"torch_threads={threads!r} must be a positive number of threads or null")
+    torch.set_num_threads(DEFAULT_TORCH_THREADS if threads is None else int(threads))
+    return torch.get_num_threads()
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one run; always writes ``results.json`` (status completed / failed / interrupted)."""
     output_dir = Path(cfg.paths.output_dir)
@@ -69,6 +98,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = None
     loggers: list[Logger] = []
     try:
+        results["torch_threads"] = set_torch_threads(cfg.get("torch_threads"))
         L.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.data)
         encoding = instantiate(cfg.encoding)
@@ -105,9 +135,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             results["step_time_s"] = results["train_time_s"] / trainer.global_step
         wandb_logger = _find(loggers, WandbLogger)
         if wandb_logger is not None:
-            wandb_logger.experiment.summary.update(
-                {"final/val_loss": final.get("val/loss"), **results["best"]}
-            )
+            wandb_logger.experiment.summary.update(wandb_summary(results))
         return results
     except BaseException as error:  # KeyboardInterrupt/SystemExit too: the record must survive
         interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
