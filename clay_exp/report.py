@@ -44,6 +44,7 @@ IGNORED_CONFIG = (
     "logger",
     "callbacks",
     "ckpt_path",
+    "resume",
     "torch_threads",
     "trainer.default_root_dir",
 )
@@ -305,21 +306,17 @@ def _first(values: Iterable[Any]) -> Any:
     return next((v for v in values if v is not None), None)
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, str]:
-    if isinstance(tree, dict):
-        out: dict[str, str] = {}
-        for k, v in tree.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: repr(tree)}
-
-
-def _config_differences(runs: Sequence[Run], ignore: Sequence[str]) -> dict[str, int]:
-    """Config entries (outside `ignore`) whose values differ between `runs`: name -> distinct values."""
-    flat = [_flatten(r.config) for r in runs if r.config]
-    keys = sorted(set().union(*flat)) if flat else []
-    skipped = [k for k in keys if any(k == i or k.startswith(f"{i}.") for i in ignore)]
-    return {k: n for k in keys if k not in skipped and (n := len({f.get(k) for f in flat})) > 1}
+def _config_differences(runs: Sequence[Run], ignore: Sequence[str]) -> list[str]:
+    """Config entries (outside `ignore`) whose values differ between `runs`."""
+    configs = [r.config for r in runs if r.config]
+    if len(configs) < 2:
+        return []
+    table = pd.json_normalize(configs, sep=".").map(repr)  # one column per leaf, lists as their repr
+    return [
+        key
+        for key in table.columns
+        if not any(key == i or key.startswith(f"{i}.") for i in ignore) and table[key].nunique() > 1
+    ]
 
 
 def _label(run: Run, varying: Sequence[str]) -> str:

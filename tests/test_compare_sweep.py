@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import runpy
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from clay_exp.config import compose_config
-from clay_exp.report import LOSS_METRICS, load_runs, metric_curve
+from clay_exp.report import LOSS_METRICS, latest_sweep, load_runs, metric_curve
 from clay_exp.results import read_results
 from clay_exp.train import train
 from tests.test_train import ROOT, TINY
@@ -32,11 +33,15 @@ BROKEN = "4-sincos-s2"
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> Path:
-    """2 encodings x 2 seeds of the real experiment, 2 jobs at a time, plus one run that fails."""
-    root = tmp_path_factory.mktemp("sweep")
+    """2 encodings x 2 seeds of the real experiment, 2 jobs at a time, plus one run that fails.
+
+    Run from a temp folder with no sweep folder given, as a user would: the sweep lands in
+    ./logs/compare_encodings/multiruns/<date>.
+    """
+    cwd = tmp_path_factory.mktemp("project")
     cmd = [
         sys.executable,
-        "train.py",
+        str(ROOT / "train.py"),
         "-m",
         "experiment=compare_encodings",
         "hydra/launcher=parallel",
@@ -44,11 +49,13 @@ def sweep(tmp_path_factory) -> Path:
         f"seed={','.join(map(str, SEEDS))}",
         "logger=csv",
         "trainer.max_epochs=2",
-        f"hydra.sweep.dir={root}",
         *TINY,
     ]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    env = {k: v for k, v in os.environ.items() if k != "PROJECT_ROOT"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    root = latest_sweep(cwd / "logs", "compare_encodings")
+    assert list((cwd / "logs" / "compare_encodings" / "multiruns").iterdir()) == [root]
     # A run of the same sweep that crashes in training (its optimizer refuses the learning rate).
     cfg = compose_config(
         [
