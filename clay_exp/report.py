@@ -307,15 +307,19 @@ def _first(values: Iterable[Any]) -> Any:
 
 
 def _config_differences(runs: Sequence[Run], ignore: Sequence[str]) -> list[str]:
-    """Config entries (outside `ignore`) whose values differ between `runs`."""
+    """Config entries (outside `ignore`, and not simply equal to each run's seed) that differ."""
     configs = [r.config for r in runs if r.config]
     if len(configs) < 2:
         return []
-    table = pd.json_normalize(configs, sep=".").map(repr)  # one column per leaf, lists as their repr
+    table = pd.json_normalize(configs, sep=".")  # one column per leaf
+    seeds = table.get("seed", pd.Series([None] * len(table)))
+    follows_seed = {c for c in table.columns if all(v == s for v, s in zip(table[c], seeds, strict=True))}
     return [
         key
         for key in table.columns
-        if not any(key == i or key.startswith(f"{i}.") for i in ignore) and table[key].nunique() > 1
+        if key not in follows_seed
+        and not any(key == i or key.startswith(f"{i}.") for i in ignore)
+        and table[key].map(repr).nunique() > 1
     ]
 
 
@@ -506,7 +510,11 @@ def section_markdown(section: Section, confidence: float = 0.95, alpha: float = 
             f"better than no location, 100 % as good as the oracle."
         )
     lines.append("")
+    return "\n".join(lines + _tests_markdown(section, pct, alpha) + _left_out_markdown(section))
 
+
+def _tests_markdown(section: Section, pct: str, alpha: float) -> list[str]:
+    lines: list[str] = []
     if section.tests:
         lines += ["### Which differences are significant", ""]
         family_sizes = {
@@ -530,7 +538,12 @@ def section_markdown(section: Section, confidence: float = 0.95, alpha: float = 
                 f"{_fmt_p(t.p)} | {_fmt_p(t.p_holm)} | {verdict} |"
             )
         lines.append("")
+    return lines
 
+
+def _left_out_markdown(section: Section) -> list[str]:
+    primary = section.metrics[0]
+    lines: list[str] = []
     if section.not_averaged:
         lines += [
             "### Runs not in the averages",
@@ -545,7 +558,7 @@ def section_markdown(section: Section, confidence: float = 0.95, alpha: float = 
         lines.append("")
     for note in section.notes:
         lines += [f"Note: {note}", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def to_markdown(comparison: Comparison) -> str:

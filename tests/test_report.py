@@ -171,7 +171,12 @@ def test_variants_and_settings_are_never_averaged_together():
 
 def test_config_differences_among_averaged_runs_are_noted():
     runs = [
-        run("none", s, 0.5, config={"model": {"optimizer": {"lr": lr}}, "seed": s})
+        run(
+            "none",
+            s,
+            0.5,
+            config={"model": {"optimizer": {"lr": lr}}, "seed": s, "data": {"shuffle_seed": s}},
+        )
         for s, lr in ((0, 1e-3), (1, 2e-3))
     ]
     runs.append(
