@@ -54,6 +54,34 @@ def _final_metrics(
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val")}
 
 
+def wandb_summary(results: dict[str, Any]) -> dict[str, float]:
+    """The numbers a finished run shows (and sorts by) in the wandb runs table: final and best val
+    losses (``final/val_loss``, ``final/val_heldout_loss`` where logged, ``best/val_loss``), the
+    encoding's parameter count and the time per training step."""
+    summary = {
+        f"final/{key.replace('/', '_')}": value
+        for key, value in results.get("final", {}).items()
+        if not key.endswith("_best")
+    }
+    summary["best/val_loss"] = results.get("best", {}).get("val/loss")
+    summary["params/encoding"] = results.get("params", {}).get("encoding")
+    summary["time/step_s"] = results.get("step_time_s")
+    return {key: value for key, value in summary.items() if value is not None}
+
+
+#: torch's own choice for this process (all cores, or OMP_NUM_THREADS as a parallel launcher sets it).
+DEFAULT_TORCH_THREADS = torch.get_num_threads()
+
+
+def set_torch_threads(threads: int | None) -> int:
+    """Apply the ``torch_threads`` knob (None: torch's default, also after an earlier job of the same
+    process set another number) and return the threads in use."""
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"torch_threads={threads!r} must be a positive number of threads or null")
+    torch.set_num_threads(DEFAULT_TORCH_THREADS if threads is None else int(threads))
+    return torch.get_num_threads()
+
+
 def _restore_metrics(loggers: list[Logger], resume: ResumeState) -> None:
     """Put the rows logged before the checkpoint back into the CSV log (its writer starts a new file)."""
     csv_logger = _find(loggers, CSVLogger)
@@ -103,6 +131,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = None
     loggers: list[Logger] = []
     try:
+        results["torch_threads"] = set_torch_threads(cfg.get("torch_threads"))
         L.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.data)
         module = build_module(cfg)
@@ -157,9 +186,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if results["train_time_s"] and trainer.global_step:
             results["step_time_s"] = results["train_time_s"] / trainer.global_step
         if wandb_logger is not None and is_rank_zero:
-            wandb_logger.experiment.summary.update(
-                {"final/val_loss": final.get("val/loss"), **results["best"]}
-            )
+            wandb_logger.experiment.summary.update(wandb_summary(results))
         return results
     except BaseException as error:  # KeyboardInterrupt/SystemExit too: the record must survive
         interrupted = isinstance(error, KeyboardInterrupt | SystemExit) or (
