@@ -27,19 +27,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from clay_exp.geometry import lonlat_to_unit
 from clay_exp.hashing import hash_ints, hash_uniform
 
 SPLIT_OFFSETS = {"train": 0, "val": 2**40, "test": 2**41}
 # Streams of per-chip randomness (any distinct constants).
 _LAT, _LON, _PHASE, _NOISE = 11, 12, 13, 14
-
-
-def lonlat_to_unit(lat: Tensor, lon: Tensor) -> Tensor:
-    """Unit vectors on the sphere (x toward (0°, 0°), z toward the north pole), shape (..., 3)."""
-    phi, lam = torch.deg2rad(lat), torch.deg2rad(lon)
-    return torch.stack(
-        [torch.cos(phi) * torch.cos(lam), torch.cos(phi) * torch.sin(lam), torch.sin(phi)], dim=-1
-    )
 
 
 class SphericalWaveField:
