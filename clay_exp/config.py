@@ -14,6 +14,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+import clay_exp.resume  # noqa: F401  (registers the `run_dir` resolver the configs use)
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 

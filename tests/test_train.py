@@ -151,3 +151,24 @@ def test_multirun_gives_each_job_its_folder(tmp_path):
     assert encodings == ["none", "sincos"]
     assert all(json.loads(p.read_text())["status"] == "completed" for p in results)
     assert (tmp_path / "multirun.yaml").is_file()
+
+
+def test_compile_wraps_the_backbone(make_cfg):
+    import torch
+
+    from clay_exp.train import build_module
+
+    module = build_module(make_cfg(["compile=true"]))
+    assert isinstance(module.model, torch._dynamo.eval_frame.OptimizedModule)
+    assert not isinstance(build_module(make_cfg()).model, torch._dynamo.eval_frame.OptimizedModule)
+
+
+@pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp"])
+def test_trainer_configs_compose(make_cfg, trainer):
+    cfg = make_cfg([f"trainer={trainer}"])
+    expected = {"cpu": "cpu", "gpu": "gpu", "ddp": "auto"}[trainer]
+    assert cfg.trainer.accelerator == expected
+    if trainer == "gpu":
+        assert cfg.trainer.precision == "bf16-mixed"
+    if trainer == "ddp":
+        assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == 2

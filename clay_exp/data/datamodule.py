@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
+
+
+def passthrough_collate(batch: dict[str, Any]) -> dict[str, Any]:
+    """The world's `__getitems__` already returns a stacked batch dict: nothing to collate."""
+    return batch
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random order fixed by (seed, epoch) alone; Lightning calls `set_epoch` before each epoch.
+
+    Unlike a RandomSampler fed from the global RNG, the order does not depend on how many random
+    numbers model construction drew (so every encoding sees the same batches for a given seed) nor
+    on whether the run was resumed from a checkpoint (the epochs after it are the same as without).
+    """
+
+    def __init__(self, length: int, seed: int = 0) -> None:
+        self.length, self.seed, self.epoch = int(length), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.length, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.length
 
 
 class WorldDataModule(L.LightningDataModule):
-    """Wraps a world (a map-style dataset that accepts a list of indices and returns a batch dict).
+    """Wraps a world: a map-style dataset whose ``__getitems__(indices)`` returns a whole batch dict.
 
     Args:
         world: a callable (Hydra ``_partial_``) building the dataset:
@@ -20,7 +47,9 @@ class WorldDataModule(L.LightningDataModule):
         batch_size: chips per batch.
         train_size, val_size: chips per epoch in each split (fixed sets: the same chips every epoch).
         num_workers: DataLoader workers (0 = generate in the training process, best on 2 cores).
-        pin_memory: pin batches for faster host-to-GPU copies (only useful with a GPU).
+        pin_memory: pin batches for faster host-to-GPU copies (applied only when CUDA is available;
+            Lightning then copies batches to the GPU with ``non_blocking=True``).
+        shuffle_seed: the training order is a function of (shuffle_seed, epoch); the run seed by default.
     """
 
     def __init__(
@@ -32,7 +61,8 @@ class WorldDataModule(L.LightningDataModule):
         train_size: int = 4096,
         val_size: int = 1024,
         num_workers: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool = True,
+        shuffle_seed: int = 0,
     ) -> None:
         super().__init__()
         for name, value in (("batch_size", batch_size), ("train_size", train_size), ("val_size", val_size)):
@@ -43,7 +73,7 @@ class WorldDataModule(L.LightningDataModule):
         self.world = world
         self.bands, self.chip_size = bands, chip_size
         self.batch_size, self.train_size, self.val_size = batch_size, train_size, val_size
-        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.num_workers, self.pin_memory, self.shuffle_seed = num_workers, pin_memory, shuffle_seed
         self.datasets: dict[str, Dataset] = {}
 
     def make_dataset(self, split: str) -> Dataset:
@@ -57,16 +87,17 @@ class WorldDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
-        base = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-        # batch_size=None + a BatchSampler: the dataset gets a list of indices and builds the whole
-        # batch in one vectorised call instead of B calls and a collate.
-        sampler = BatchSampler(
-            base, batch_size=self.batch_size, drop_last=shuffle and len(dataset) >= self.batch_size
+        # Auto-batching over a sampler, so Lightning can wrap it in a DistributedSampler under DDP;
+        # the world's `__getitems__` receives a batch's indices and generates it in one call.
+        sampler = (
+            EpochShuffleSampler(len(dataset), self.shuffle_seed) if shuffle else SequentialSampler(dataset)
         )
         return DataLoader(
             dataset,
-            batch_size=None,
+            batch_size=self.batch_size,
             sampler=sampler,
+            drop_last=shuffle and len(dataset) >= self.batch_size,
+            collate_fn=passthrough_collate,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,

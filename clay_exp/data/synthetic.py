@@ -70,8 +70,8 @@ class SyntheticWorld(Dataset):
     """Map-style dataset of generated chips; index it with an int or a list of ints (a whole batch).
 
     Returns dicts with ``image`` (float32, C×H×W or B×C×H×W), ``lat``/``lon`` (float64 degrees) and
-    ``index``. Use with ``DataLoader(batch_size=None, sampler=BatchSampler(...))`` so a batch is
-    generated in one vectorised call.
+    ``index``. A DataLoader with auto-batching calls ``__getitems__`` with the batch's indices, so a
+    batch is generated in one vectorised call (pair it with a pass-through ``collate_fn``).
     """
 
     def __init__(
@@ -120,6 +120,10 @@ class SyntheticWorld(Dataset):
 
     def __len__(self) -> int:
         return self.length
+
+    def __getitems__(self, indices: list[int]) -> dict[str, Any]:
+        """A whole batch in one call (what DataLoader's auto-batching asks for)."""
+        return self[indices]
 
     def __getitem__(self, index: int | list[int] | Tensor) -> dict[str, Any]:
         single = isinstance(index, int)
