@@ -102,7 +102,7 @@ DEGREES_CHECKED = (0, 1, 7, 30, 64, 98, 99)
 
 
 def test_finite_and_orthonormal_by_monte_carlo_at_degree_100():
-    degrees, n = 100, 20000
+    degrees, n = 100, 10000
     enc = SphericalHarmonicsEncoding(degrees=degrees, head="linear")
     poles = enc.harmonics(torch.tensor([90.0, -90.0, 0.0, 0.0]), torch.tensor([0.0, 0.0, 180.0, -180.0]))
     assert torch.isfinite(poles).all()
@@ -110,10 +110,11 @@ def test_finite_and_orthonormal_by_monte_carlo_at_degree_100():
     columns = torch.cat([torch.arange(d * d, (d + 1) ** 2) for d in DEGREES_CHECKED])
     gram = weighted_gram(enc, lat, lon, torch.full((n,), 4 * math.pi / n, dtype=torch.float64), columns)
     error = gram - torch.eye(len(columns), dtype=torch.float64)
-    # Monte Carlo: identity up to sampling error; per entry about sqrt(E[(4π Y_i Y_j)²] / N) ≲ 2/√N = 0.014
-    assert error.abs().max() < 0.12, error.abs().max()
+    # Monte Carlo: identity up to sampling error, per entry about sqrt(E[(4π Y_i Y_j)²] / N) ≲ 2/√N = 0.02
+    # (seen: max 0.07, mean 0.008; a wrong normalisation or a lost order is off by O(1))
+    assert error.abs().max() < 0.15, error.abs().max()
     assert error.diagonal().abs().mean() < 0.03, error.diagonal().abs().mean()
-    assert error.abs().mean() < 0.01, error.abs().mean()
+    assert error.abs().mean() < 0.012, error.abs().mean()
 
 
 def test_orthonormal_to_rounding_on_an_exact_quadrature_at_degree_100():
