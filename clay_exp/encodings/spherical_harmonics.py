@@ -66,14 +66,7 @@ class SphericalHarmonicsEncoding(SpatialEncoding):
         self.register_buffer("diag_coef", diag / math.sqrt(4 * math.pi), persistent=False)
         self.register_buffer("orders", torch.arange(L, dtype=torch.float64), persistent=False)
 
-        # Column l² + l + m of the output takes P̄_l^|m| (packed at l(l+1)/2 + |m|) times the
-        # trigonometric factor of m (at m + L − 1 in [√2 sin(|m|λ) for m < 0, 1, √2 cos(mλ) for m > 0]).
-        degree_of = torch.cat([torch.full((2 * d + 1,), d) for d in range(L)])
-        order_of = torch.cat([torch.arange(-d, d + 1) for d in range(L)])
-        self.register_buffer(
-            "legendre_index", degree_of * (degree_of + 1) // 2 + order_of.abs(), persistent=False
-        )
-        self.register_buffer("trig_index", order_of + L - 1, persistent=False)
+        self.register_buffer("descending", torch.arange(L - 2, -1, -1), persistent=False)  # reverses rows
 
         if head == "linear":
             self.head: nn.Module = nn.Identity()
@@ -85,37 +78,43 @@ class SphericalHarmonicsEncoding(SpatialEncoding):
             self.out_dim = hidden_dim
 
     @torch.no_grad()
-    def legendre(self, lat: Tensor) -> Tensor:
-        """Fully normalised P̄_l^m(sin φ) (with the 1/√(4π)), float64, shape ``(L(L+1)/2, B)``.
+    def harmonics(self, lat: Tensor, lon: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+        """Real Y_l^m, ``(B, L²)`` in `dtype` (column ``l² + l + m``; a transposed view).
 
-        Row ``l(l+1)/2 + m`` holds (l, m): each degree is one contiguous block, filled in place from
-        the two blocks before it. Coordinates are data, not parameters: no gradient flows to them.
+        Degree by degree: the Legendre block of degree l (rows m = 0..l, float64) comes from the two
+        before it, kept in a ring of three preallocated buffers, and goes straight into its L² rows of
+        the output, times the trigonometric factors. Coordinates are data, not parameters: no
+        gradient flows to them.
         """
+        L, n = self.degrees, lat.shape[0]
         phi = torch.deg2rad(lat.double())
         x, y = phi.sin(), phi.cos().clamp(min=0.0)  # cos θ, sin θ (θ: the colatitude)
         diag = self.diag_coef[:, None] * y.pow(self.orders[:, None])  # P̄_m^m for every m, (L, B)
-        packed = diag.new_empty(self.degrees * (self.degrees + 1) // 2, lat.shape[0])
-        packed[0] = diag[0]
-        for l in range(1, self.degrees):  # noqa: E741
-            start, prev, prev2 = l * (l + 1) // 2, (l - 1) * l // 2, (l - 2) * (l - 1) // 2
-            block = packed[start : start + l]  # m = 0 .. l−1
-            torch.mul(packed[prev : prev + l], x, out=block)
-            if l >= 2:  # b_lm = 0 at m = l−1, so only m <= l−2 reads degree l−2
-                block[: l - 1].addcmul_(packed[prev2 : prev2 + l - 1], self.rec_b[l, : l - 1, None], value=-1)
-            block.mul_(self.rec_a[l, :l, None])
-            packed[start + l] = diag[l]
-        return packed
+        lam = self.orders[1:, None] * torch.deg2rad(lon.double())  # m λ for m = 1..L−1
+        cos_m = torch.cat([lam.new_ones(1, n), math.sqrt(2) * lam.cos()])  # m = 0..L−1
+        sin_m = math.sqrt(2) * lam.sin()  # m = 1..L−1
 
-    @torch.no_grad()
-    def harmonics(self, lat: Tensor, lon: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
-        """Real Y_l^m, ``(B, L²)`` in `dtype` (column ``l² + l + m``; a transposed view)."""
-        lam = self.orders[1:, None] * torch.deg2rad(lon.double())  # m λ for m = 1..L−1, (L−1, B)
-        ones = lam.new_ones(1, lam.shape[1])
-        trig = torch.cat([math.sqrt(2) * lam.sin().flip(0), ones, math.sqrt(2) * lam.cos()], dim=0)
-        legendre = self.legendre(lat).to(dtype)
-        # index_select copies whole rows (B contiguous values); advanced indexing is ~15x slower here
-        rows = legendre.index_select(0, self.legendre_index) * trig.to(dtype).index_select(0, self.trig_index)
-        return rows.T
+        out = torch.empty(L * L, n, dtype=dtype, device=lat.device)
+        ring = diag.new_empty(3, L, n)  # Legendre blocks of degrees l, l−1, l−2
+        scratch = out.new_empty(max(L - 1, 1), n)
+        for l in range(L):  # noqa: E741
+            block, prev, prev2 = (
+                ring[l % 3, : l + 1],
+                ring[(l - 1) % 3, :l],
+                ring[(l - 2) % 3, : max(l - 1, 0)],
+            )
+            if l >= 1:  # P̄_l^m = a_lm (x P̄_{l−1}^m − b_lm P̄_{l−2}^m), m < l (b = 0 at m = l−1)
+                torch.mul(prev, x, out=block[:l])
+                if l >= 2:
+                    block[: l - 1].addcmul_(prev2, self.rec_b[l, : l - 1, None], value=-1)
+                block[:l].mul_(self.rec_a[l, :l, None])
+            block[l] = diag[l]
+            first = l * l  # columns l² .. l² + 2l hold m = −l .. l
+            torch.mul(block, cos_m[: l + 1], out=out[first + l : first + 2 * l + 1])  # m = 0..l
+            if l >= 1:  # m = −l..−1: P̄_l^|m| sin(|m|λ), |m| descending
+                torch.mul(block[1:], sin_m[:l], out=scratch[:l])
+                torch.index_select(scratch[:l], 0, self.descending[L - 1 - l :], out=out[first : first + l])
+        return out.T
 
     def encode(self, lat: Tensor, lon: Tensor) -> Tensor:
         return self.head(self.harmonics(lat, lon, dtype=torch.float32))
