@@ -65,7 +65,6 @@ class SphericalHarmonicsEncoding(SpatialEncoding):
         self.register_buffer("rec_b", b, persistent=False)
         self.register_buffer("diag_coef", diag / math.sqrt(4 * math.pi), persistent=False)
         self.register_buffer("orders", torch.arange(L, dtype=torch.float64), persistent=False)
-
         self.register_buffer("descending", torch.arange(L - 2, -1, -1), persistent=False)  # reverses rows
 
         if head == "linear":
