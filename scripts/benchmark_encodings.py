@@ -178,9 +178,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default="logs/benchmark_encodings.json")
     args = parser.parse_args(argv)
     devices = args.devices or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads or threads)
+    try:
+        report = run(args, devices)
+    finally:
+        torch.set_num_threads(threads)  # main() may run inside another program (the tests)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nwritten: {out}")
+    return report
 
+
+def run(args: argparse.Namespace, devices: list[str]) -> dict[str, Any]:
     report = {
         "machine": machine(),
         "threads": torch.get_num_threads(),
@@ -195,10 +206,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = bench_device(args, torch.device(device))
         report["results"].append(result)
         print_table(result, args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\nwritten: {out}")
     return report
 
 

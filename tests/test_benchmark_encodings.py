@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "benchmark_encodings.py"
 
@@ -22,12 +23,29 @@ def load_script():
 def test_benchmark_writes_every_case(tmp_path, capsys):
     bench = load_script()
     out = tmp_path / "bench.json"
-    argv = ["--encodings", "sincos", "wrap", "spherical_harmonics", "--sh-degrees", "3", "5"]
+    argv = [
+        "--encodings",
+        "sincos",
+        "wrap",
+        "spherical_harmonics",
+        "--sh-degrees",
+        "3",
+        "5",
+        "--threads",
+        "1",
+    ]
     argv += ["--points", "128", "--repeats", "1", "--step-repeats", "1", "--devices", "cpu"]
     argv += ["--out", str(out)]
+    threads = torch.get_num_threads()
     bench.main(argv)
+    assert torch.get_num_threads() == threads  # restored for the tests after this one
     report = json.loads(out.read_text())
-    assert report["points"] == 128 and report["batch_size"] == 64 and report["target_share_of_step"] == 0.05
+    assert (
+        report["threads"] == 1
+        and report["points"] == 128
+        and report["batch_size"] == 64
+        and report["target_share_of_step"] == 0.05
+    )
     (result,) = report["results"]
     assert result["device"] == "cpu" and result["mae_tiny_step_ms"] > 0
     rows = {r["encoding"]: r for r in result["encodings"]}

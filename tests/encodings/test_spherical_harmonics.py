@@ -92,7 +92,7 @@ def weighted_gram(
     for start in range(0, lat.shape[0], 2500):
         part = slice(start, start + 2500)
         y = enc.harmonics(lat[part], lon[part])
-        assert torch.isfinite(y).all()
+        assert torch.isfinite(y.T.sum())  # any NaN or inf makes the sum non-finite (quicker than isfinite)
         ys = y[:, columns]
         gram += ys.T @ (w[part, None] * ys)
     return gram
