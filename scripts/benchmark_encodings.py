@@ -29,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
-from benchmark import batches_for, machine, step_times, sync  # noqa: E402 - scripts/benchmark.py
+from benchmark import machine, make_optimizer, sync, train_batches, train_steps  # noqa: E402 - scripts/benchmark.py
 
 from clay_exp.config import compose_config  # noqa: E402
 from clay_exp.encodings.catalog import build_encoding, encoding_names  # noqa: E402
@@ -95,9 +95,10 @@ def cases(names: list[str], sh_degrees: list[int]) -> list[tuple[str, str, list[
 def mae_tiny_step_ms(device: torch.device, batch_size: int, steps: int) -> dict[str, float]:
     """One mae_tiny training step with no encoding (scripts/benchmark.py's plain loop), best and median."""
     overrides = ["encoding=none", f"data.batch_size={batch_size}"]
-    module = build_module(compose_config(["logger=csv", *overrides], "/tmp/clay_exp_benchmark_encodings"))
-    batches, _ = batches_for(overrides, steps + 3)
-    return summary([1e3 * t for t in step_times(module, batches, device, warmup=3)])
+    cfg = compose_config(["logger=csv", *overrides], "/tmp/clay_exp_benchmark_encodings")
+    module = build_module(cfg)
+    times = train_steps(module, make_optimizer(module), train_batches(cfg, steps + 3), device, warmup=3)
+    return summary([1e3 * t for t in times])
 
 
 def bench_device(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
