@@ -114,6 +114,12 @@ class MAELightningModule(L.LightningModule):
                 best = self.losses_at_best[name]
                 self.log(f"{name}/loss_best", best, sync_dist=True, logger=to_logger)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["losses_at_best"] = self.losses_at_best  # so a resumed run keeps its best epoch
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.losses_at_best = dict(checkpoint.get("losses_at_best", {}))
+
     # -- optimisation -------------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
         """Backbone groups (weight decay on matrices only) + the encoding's own groups."""

@@ -13,9 +13,6 @@ from omegaconf import DictConfig
 
 from clay_exp.config import compose_config
 
-#: Encodings that only work with one world: the overrides that select it (end-to-end and interface tests).
-ENCODING_DATA = {"oracle": ("data=hierarchical_world",)}
-
 # wandb must never reach the network from a test, even if a test selects the wandb logger.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from clay_exp.results import read_results
 from clay_exp.train import train
@@ -48,6 +49,8 @@ def test_interrupted_run_keeps_its_state_and_resumes_continuously(make_cfg, tmp_
     assert r["status"] == "interrupted" and r["steps"] == 6
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert steps_of(read_metrics(run), "train/loss") == list(range(6))  # flushed on the way out
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert state["losses_at_best"]["val"] == pytest.approx(column(read_metrics(run), "val/loss")[0], rel=1e-6)
 
     results = train(make_cfg([*SHORT, "resume=true"], run))
     assert results["status"] == "completed" and results["steps"] == 12
@@ -55,6 +58,10 @@ def test_interrupted_run_keeps_its_state_and_resumes_continuously(make_cfg, tmp_
     rows = read_metrics(run)
     assert steps_of(rows, "train/loss") == list(range(12))  # no gap, no duplicate
     assert steps_of(rows, "val/loss") == steps_of(reference, "val/loss") == [3, 7, 11]
+    # the best epoch survives the interruption (the best val/loss may come from before it)
+    val = column(rows, "val/loss")
+    assert column(rows, "val/loss_best")[-1] == pytest.approx(min(val), rel=1e-6)
+    assert results["best"]["val/loss"] == pytest.approx(min(val), rel=1e-6)
     # Before the interruption the two runs are the same run; after it, the optimizer and scheduler
     # state continue where they were (the learning rate schedule is the reference's).
     assert column(rows, "train/loss")[:6] == column(reference, "train/loss")[:6]

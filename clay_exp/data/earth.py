@@ -30,8 +30,9 @@ from torch import Tensor
 
 from clay_exp.data.geography import koppen_map, land_mask
 from clay_exp.data.splits import LocationFilter
-from clay_exp.data.synthetic import SphericalWaveField, footprint_grid, lonlat_to_unit, unit_to_lonlat
+from clay_exp.data.synthetic import SphericalWaveField
 from clay_exp.data.world import GeneratedWorld, chip_noise
+from clay_exp.geometry import footprint_grid, lonlat_to_unit, unit_to_lonlat
 from clay_exp.hashing import hash_uniform
 
 # Approximate surface reflectance of six endmembers at wavelengths in µm (linear in between).

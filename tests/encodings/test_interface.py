@@ -7,27 +7,19 @@ import math
 
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
-from clay_exp.config import CONFIG_DIR, compose_config, config_options
+from clay_exp.config import config_options
 from clay_exp.encodings.base import SpatialEncoding
-from tests.conftest import ENCODING_DATA
+from clay_exp.encodings.catalog import build_encoding
 
 ENCODINGS = config_options("encoding")
 
 
 def build(name: str) -> SpatialEncoding:
-    if name in ENCODING_DATA:  # its config reads the world's settings
-        cfg = compose_config([f"encoding={name}", *ENCODING_DATA[name]]).encoding
-    else:
-        cfg = OmegaConf.load(CONFIG_DIR / "encoding" / f"{name}.yaml")
     try:
-        enc = instantiate(cfg)
-    except Exception as error:  # an optional extra that is not installed
-        if isinstance(error.__cause__, ImportError) or isinstance(error, ImportError):
-            pytest.skip(f"{name}: optional dependency missing ({error})")
-        raise
+        enc = build_encoding(name)  # composed as a run would (a YAML may use ${seed})
+    except ImportError as error:  # an optional extra that is not installed
+        pytest.skip(f"{name}: optional dependency missing ({error})")
     if set(enc.inputs) - {"lat", "lon"}:
         pytest.skip(f"{name} needs batch keys {enc.inputs}; tested with its world")
     return enc

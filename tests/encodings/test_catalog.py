@@ -1,0 +1,58 @@
+"""`python -m clay_exp.encodings`: every encoding config, its output dim and parameter count."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clay_exp.encodings.__main__ import main
+from clay_exp.encodings.catalog import encoding_names, summarize
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    return {
+        line.split()[0]: line.split() for line in text.splitlines()[2:] if line and not line.startswith(" ")
+    }
+
+
+def test_lists_every_encoding_with_dim_and_parameters(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    rows = table_rows(out.split("\n\n")[0])
+    assert set(rows) == set(encoding_names())
+    # by hand: wrap = Linear(4, 64) + Linear(64, 64) = 320 + 4160
+    assert rows["wrap"][1:4] == ["64", "4,480", "4,480"]
+    assert rows["none"][1:4] == ["0", "0", "0"]
+    assert rows["sincos"][1] == "4"
+    # tile_lookup: 360 x 180 cells of 16
+    assert rows["tile_lookup"][1:3] == ["16", "1,036,800"]
+    geoclip = summarize("geoclip_pretrained")
+    if geoclip.note:  # the optional extra is not installed: listed, with the way to install it
+        assert rows["geoclip_pretrained"][1] == "-"
+        assert re.search(r"geoclip_pretrained: skipped: .*pip install '\.\[geoclip\]'", out)
+    else:
+        assert rows["geoclip_pretrained"][1:4] == ["512", f"{geoclip.parameters:,}", "0"]
+
+
+def test_unknown_name_is_an_error_listing_choices(capsys):
+    with pytest.raises(SystemExit):
+        main(["bogus"])
+    assert "unknown encoding(s) ['bogus']" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_runs_as_a_module():
+    proc = subprocess.run(
+        [sys.executable, "-m", "clay_exp.encodings", "sincos", "wrap"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert set(table_rows(proc.stdout.split("\n\n")[0])) == {"sincos", "wrap"}
