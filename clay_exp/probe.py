@@ -465,7 +465,6 @@ def write_probe(
         "skipped": result.skipped,
         "seconds": result.seconds,
         "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
     }
     written["probe.json"].write_text(json.dumps(facts, indent=2) + "\n")
     return comparison, written
@@ -510,9 +509,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     except ValueError as error:
         parser.error(str(error))
+    out = args.out or default_out_dir()  # named by the start time, like a Hydra run folder
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
-    result = run_probe(args.encodings, args.task, args.seeds, args.n_train, args.n_test, fit, split)
-    out = args.out or default_out_dir()
+    try:
+        result = run_probe(args.encodings, args.task, args.seeds, args.n_train, args.n_test, fit, split)
+    finally:  # a caller in the same process (a test, a notebook) keeps its own setting
+        torch.set_num_threads(threads)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     comparison, written = write_probe(result, out, settings)
     print(to_markdown(comparison))

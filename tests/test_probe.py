@@ -116,7 +116,9 @@ def test_cli_writes_the_report_with_the_library_numbers(tmp_path, capsys):
     out = tmp_path / "probe"
     argv = ["--encodings", "none", "sincos", "oracle", "--task", "land", "--seeds", "0", "1"]
     argv += ["--n-train", "300", "--n-test", "200", "--steps", "20", "--out", str(out)]
-    assert main(argv) == 0
+    threads = torch.get_num_threads()
+    assert main([*argv, "--threads", "1"]) == 0
+    assert torch.get_num_threads() == threads  # restored for the rest of this process
     printed = capsys.readouterr().out
     for name in ("comparison.md", "comparison.csv", "runs.csv", "final_loss.png", "probe.json"):
         assert (out / name).stat().st_size > 0
@@ -137,6 +139,7 @@ def test_cli_writes_the_report_with_the_library_numbers(tmp_path, capsys):
     facts = json.loads((out / "probe.json").read_text())
     assert facts["majority_rate"]["land"] == pytest.approx(data.majority_rates())
     assert list(facts["skipped"]) == ["oracle"] and "latents" in facts["skipped"]["oracle"]
+    assert facts["settings"]["threads"] == 1 and facts["fit"]["steps"] == 20
     assert f"test {data.majority_rates()['test']:.4f}" in md
 
 
