@@ -29,6 +29,15 @@ from clay_exp.probe import (
 SHORT = FitSettings(steps=60, lr=3e-2, hidden_dim=32)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The probe's own default (scripts/probe.py --threads 1): tiny fits stall on two busy threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def land_data() -> probe.TaskData:
     return sample_points(TASKS["land"], n_train=600, n_test=400)
