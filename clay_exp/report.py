@@ -18,7 +18,7 @@ import csv
 import itertools
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -670,9 +670,12 @@ def _once(label: str, labelled: set[str]) -> str | None:
     return label
 
 
-def plot_final(comparison: Comparison) -> Figure:
-    """Final value per encoding: mean with its confidence interval (bar) and every seed (dots)."""
-    panels = _panels(comparison, lambda s: s.metrics)
+def plot_final(comparison: Comparison, keys: Collection[str] | None = None) -> Figure:
+    """Final value per encoding: mean with its confidence interval (bar) and every seed (dots).
+
+    One panel per section and metric, or only the metrics named in `keys`.
+    """
+    panels = _panels(comparison, lambda s: [m for m in s.metrics if keys is None or m.key in keys])
     colors = _colors(comparison)
     pct = f"{comparison.confidence:.0%}".replace("%", " %")
     height = max(2.5, 0.5 * max((len(s.rows) for s in comparison.sections), default=1) + 1.5)
@@ -713,9 +716,14 @@ def plot_final(comparison: Comparison) -> Figure:
 
 
 def write_report(
-    comparison: Comparison, runs: Sequence[Run], out_dir: str | Path, curves: bool = True
+    comparison: Comparison,
+    runs: Sequence[Run],
+    out_dir: str | Path,
+    curves: bool = True,
+    plot_keys: Collection[str] | None = None,
 ) -> dict[str, Path]:
-    """Write comparison.md/.csv, runs.csv, final_loss.png and (with `curves`) loss_curves.png."""
+    """Write comparison.md/.csv, runs.csv, final_loss.png (the `plot_keys` metrics, default all) and
+    (with `curves`) loss_curves.png."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {
@@ -727,7 +735,7 @@ def write_report(
     written["comparison.md"].write_text(to_markdown(comparison) + "\n")
     comparison_frame(comparison).to_csv(written["comparison.csv"], index=False, quoting=csv.QUOTE_MINIMAL)
     runs_frame(runs).to_csv(written["runs.csv"], index=False)
-    plot_final(comparison).savefig(written["final_loss.png"], dpi=110)
+    plot_final(comparison, plot_keys).savefig(written["final_loss.png"], dpi=110)
     if curves:
         written["loss_curves.png"] = out / "loss_curves.png"
         plot_loss_curves(comparison).savefig(written["loss_curves.png"], dpi=110)

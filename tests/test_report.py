@@ -18,6 +18,7 @@ from clay_exp.report import (
     load_runs,
     mean_ci,
     paired_t_test,
+    plot_final,
     section_markdown,
     to_markdown,
 )
@@ -219,3 +220,18 @@ def test_bad_input_is_refused_early(tmp_path):
         load_runs(tmp_path)
     with pytest.raises(ValueError, match=r"confidence=1\.5"):
         compare([run("none", 0, 0.5)], confidence=1.5)
+
+
+def test_final_plot_shows_the_chosen_metrics_only():
+    runs = [
+        run(e, s, 0.5 + s / 100, metrics={"val_heldout/loss": 0.6 + s / 100})
+        for e in ("none", "xyz")
+        for s in range(2)
+    ]
+    comparison = compare(runs)
+
+    def panels(*keys: str) -> list[str]:
+        return [ax.get_xlabel() for ax in plot_final(comparison, keys or None).axes]
+
+    assert panels() == ["val/loss", "val_heldout/loss"]
+    assert panels("val_heldout/loss") == ["val_heldout/loss"]
