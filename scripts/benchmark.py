@@ -256,6 +256,11 @@ def fmt(v: Any, spec: str = ".1f") -> str:
     return format(v, spec) if isinstance(v, float) else str(v)
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def print_tables(report: dict[str, Any]) -> None:
     m = report["machine"]
     print(f"\nMachine: {m['cpu']}, {m['cores']} threads, {m['device']}, torch {m['torch']}")
@@ -263,27 +268,39 @@ def print_tables(report: dict[str, Any]) -> None:
         f"Model: mae_tiny, batch {report['batch_size']}, median of {report['steps']} steps, "
         f"best of {report['rounds']} interleaved rounds\n"
     )
-    print("| encoding | world | step ms | samples/s | x none | <= 1.05x | encoding params |")
-    print("|---|---|---|---|---|---|---|")
-    for r in report["encodings"]:
-        if "skipped" in r:
-            print(f"| {r['encoding']} | skipped: {r['skipped']} | | | | | |")
-            continue
-        print(
-            f"| {r['encoding']} | {r['world']} | {fmt(r['step_ms'])} | {fmt(r['samples_per_s'], '.0f')} | "
-            f"{fmt(r.get('overhead_vs_none'), '.3f')} | {fmt(r.get('meets_target'))} | "
-            f"{r['encoding_params']:,} |"
-        )
-    print("\n| world | samples/s (1 thread) | x model consumption | >= 10x |")
-    print("|---|---|---|---|")
-    for r in report["worlds"]:
-        if "skipped" in r:
-            print(f"| {r['world']} | skipped: {r['skipped']} | | |")
-            continue
-        print(
-            f"| {r['world']} | {fmt(r['samples_per_s'], '.0f')} | {fmt(r.get('ratio_to_model'))} | "
-            f"{fmt(r.get('meets_target'))} |"
-        )
+
+    def skipped(name: str, r: dict[str, Any], width: int) -> list[str]:
+        return [name, f"skipped: {r['skipped']}"] + [""] * (width - 2)
+
+    header = ["encoding", "world", "step ms", "samples/s", "x none", "<= 1.05x", "encoding params"]
+    rows = [
+        skipped(r["encoding"], r, len(header))
+        if "skipped" in r
+        else [
+            r["encoding"],
+            r["world"],
+            fmt(r["step_ms"]),
+            fmt(r["samples_per_s"], ".0f"),
+            fmt(r.get("overhead_vs_none"), ".3f"),
+            fmt(r.get("meets_target")),
+            f"{r['encoding_params']:,}",
+        ]
+        for r in report["encodings"]
+    ]
+    print(markdown_table(header, rows))
+    header = ["world", "samples/s (1 thread)", "x model consumption", ">= 10x"]
+    rows = [
+        skipped(r["world"], r, len(header))
+        if "skipped" in r
+        else [
+            r["world"],
+            fmt(r["samples_per_s"], ".0f"),
+            fmt(r.get("ratio_to_model")),
+            fmt(r.get("meets_target")),
+        ]
+        for r in report["worlds"]
+    ]
+    print("\n" + markdown_table(header, rows))
     pl = report["lightning"]
     print("\n| loop | step ms |\n|---|---|")
     print(f"| plain PyTorch | {fmt(pl['plain_step_ms'])} |\n| Lightning | {fmt(pl['lightning_step_ms'])} |")
