@@ -32,19 +32,37 @@ def mix32(x: Tensor) -> Tensor:
     return x
 
 
+def _mix32_int(x: int) -> int:
+    """`mix32` of one Python int (the same arithmetic, without a tensor op per step)."""
+    x &= _MASK32
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _MASK32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _MASK32
+    return x ^ (x >> 16)
+
+
+_SEED32 = 0x2545F491
+
+
 def hash_ints(*keys: Tensor | int) -> Tensor:
     """Hash any number of non-negative int64 tensors/ints (broadcast together) to [0, 2**32).
 
-    Keys up to 2**62 are supported: each is folded in as two 32-bit halves.
+    Keys up to 2**62 are supported: each is folded in as two 32-bit halves. Leading plain ints
+    (seed, stream, ...) are folded in Python: ~20 tensor ops each saved on every call.
     """
     tensors = [k for k in keys if isinstance(k, Tensor)]
     device = tensors[0].device if tensors else None
-    h = torch.zeros((), dtype=torch.int64, device=device) + 0x2545F491
-    for k in keys:
+    h, rest = _SEED32, list(keys)
+    while rest and not isinstance(rest[0], Tensor):
+        k = int(rest.pop(0))
+        h = _mix32_int(_mix32_int(h ^ (k & _MASK32)) ^ (k >> 32))
+    out = torch.full((), h, dtype=torch.int64, device=device)
+    for k in rest:
         k = torch.as_tensor(k, dtype=torch.int64, device=device)
-        h = mix32(h ^ (k & _MASK32))
-        h = mix32(h ^ (k >> 32))
-    return h
+        out = mix32(out ^ (k & _MASK32))
+        out = mix32(out ^ (k >> 32))
+    return out
 
 
 def hash_uniform(*keys: Tensor | int, dtype: torch.dtype = torch.float32) -> Tensor:

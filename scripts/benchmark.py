@@ -129,7 +129,12 @@ def bench_encodings(names: list[str], args: argparse.Namespace, device: torch.de
     for _ in range(args.rounds):
         for name, (module, optimizer, batches) in setups.items():
             median = statistics.median(train_steps(module, optimizer, batches, device, args.warmup))
-            rows[name]["step_ms"] = min(rows[name].get("step_ms", math.inf), 1e3 * median)
+            rows[name].setdefault("round_ms", []).append(1e3 * median)
+    for r in rows.values():
+        if "round_ms" in r:
+            r["step_ms"] = min(r["round_ms"])
+            # how much the same measurement moves between rounds: differences below it are noise
+            r["round_spread"] = max(r["round_ms"]) / r["step_ms"] - 1
     base = rows.get("none", {}).get("step_ms")
     for r in rows.values():
         if "step_ms" in r:
@@ -272,7 +277,16 @@ def print_tables(report: dict[str, Any]) -> None:
     def skipped(name: str, r: dict[str, Any], width: int) -> list[str]:
         return [name, f"skipped: {r['skipped']}"] + [""] * (width - 2)
 
-    header = ["encoding", "world", "step ms", "samples/s", "x none", "<= 1.05x", "encoding params"]
+    header = [
+        "encoding",
+        "world",
+        "step ms",
+        "round spread",
+        "samples/s",
+        "x none",
+        "<= 1.05x",
+        "encoding params",
+    ]
     rows = [
         skipped(r["encoding"], r, len(header))
         if "skipped" in r
@@ -280,6 +294,7 @@ def print_tables(report: dict[str, Any]) -> None:
             r["encoding"],
             r["world"],
             fmt(r["step_ms"]),
+            f"{100 * r['round_spread']:.0f} %",
             fmt(r["samples_per_s"], ".0f"),
             fmt(r.get("overhead_vs_none"), ".3f"),
             fmt(r.get("meets_target")),

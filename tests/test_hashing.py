@@ -31,3 +31,12 @@ def test_large_keys_use_high_bits():
     k = torch.tensor([5, 5 + 2**40], dtype=torch.int64)
     h = hash_ints(1, k)
     assert h[0] != h[1]
+
+
+def test_plain_int_keys_hash_like_tensor_keys():
+    """Leading ints are folded in Python; the result must equal folding them as tensors."""
+    ids = torch.randint(0, 2**40, (1000,))
+    as_ints = hash_ints(7, 2**35 + 3, ids, 5)
+    as_tensors = hash_ints(torch.tensor(7), torch.tensor(2**35 + 3), ids, torch.tensor(5))
+    assert torch.equal(as_ints, as_tensors)
+    assert hash_ints(1, 2).shape == () and int(hash_ints(1, 2)) == int(hash_ints(torch.tensor(1), 2))
