@@ -145,6 +145,22 @@ def bench_encodings(names: list[str], args: argparse.Namespace, device: torch.de
     return list(rows.values())
 
 
+def world_throughput(overrides: list[str], batches: int, batch_size: int = 64) -> dict[str, float]:
+    """Set-up time and chips per second of a world's training DataLoader, read in this process."""
+    size = [f"data.batch_size={batch_size}", f"data.train_size={batch_size * (batches + 1)}"]
+    cfg = compose_config(["logger=csv", *overrides, *size], "/tmp/clay_exp_benchmark")
+    started = time.perf_counter()
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    it = iter(dm.train_dataloader())
+    next(it)  # start-up (file opening, caches)
+    setup_s = time.perf_counter() - started
+    started = time.perf_counter()
+    chips = sum(next(it)["image"].shape[0] for _ in range(batches))
+    elapsed = time.perf_counter() - started
+    return {"setup_s": setup_s, "samples_per_s": chips / elapsed, "ms_per_batch": 1e3 * elapsed / batches}
+
+
 def bench_worlds(
     names: list[str], args: argparse.Namespace, model_rate: float | None
 ) -> list[dict[str, Any]]:
@@ -155,25 +171,11 @@ def bench_worlds(
         for name in names:
             row: dict[str, Any] = {"world": name}
             try:
-                cfg = compose_config(
-                    ["logger=csv", f"data={name}", f"data.batch_size={args.batch_size}"], "/tmp/x"
-                )
-                dm = instantiate(cfg.data)
-                dm.setup("fit")
-                loader = dm.train_dataloader()
-                it = iter(loader)
-                next(it)  # start-up (file opening, caches)
-                t0 = time.perf_counter()
-                n = 0
-                for _ in range(args.steps):
-                    try:
-                        n += next(it)["image"].shape[0]
-                    except StopIteration:
-                        it = iter(loader)
-                rate = n / (time.perf_counter() - t0)
-                row["samples_per_s"] = rate
+                row["samples_per_s"] = world_throughput([f"data={name}"], args.steps, args.batch_size)[
+                    "samples_per_s"
+                ]
                 if model_rate:
-                    row["ratio_to_model"] = rate / model_rate
+                    row["ratio_to_model"] = row["samples_per_s"] / model_rate
                     row["meets_target"] = row["ratio_to_model"] >= TARGETS["data_speedup"]
             except Exception as error:  # e.g. geotiff without files: scripts/make_demo_geotiffs.py
                 row["skipped"] = reason(error)

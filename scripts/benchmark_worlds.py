@@ -12,15 +12,20 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
+import statistics
+import sys
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
-
-from clay_exp.config import compose_config
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+
+from benchmark import make_optimizer, train_batches, train_steps, world_throughput  # noqa: E402 - scripts/benchmark.py
+
+from clay_exp.config import compose_config  # noqa: E402
+from clay_exp.train import build_module  # noqa: E402
+
 DEMO_GEOTIFFS = ROOT / "data" / "demo_geotiffs"
 #: (label, overrides) of the worlds measured.
 WORLDS = [
@@ -33,42 +38,12 @@ WORLDS = [
 ]
 
 
-def samples_per_second(overrides: list[str], batches: int) -> dict[str, float]:
-    """Set-up time and chips per second of a world's training DataLoader."""
-    cfg = compose_config(["logger=csv", *overrides, f"data.train_size={64 * (batches + 2)}"], ROOT / "logs")
-    started = time.perf_counter()
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
-    loader = iter(datamodule.train_dataloader())
-    setup_s = time.perf_counter() - started
-    for _ in range(2):  # warm-up
-        next(loader)
-    started = time.perf_counter()
-    chips = sum(next(loader)["image"].shape[0] for _ in range(batches))
-    elapsed = time.perf_counter() - started
-    return {"setup_s": setup_s, "samples_per_s": chips / elapsed, "ms_per_batch_64": 1000 * elapsed / batches}
-
-
 def mae_step_ms(steps: int) -> float:
-    """Milliseconds per mae_tiny training step (sincos encoding) at batch 64."""
-    cfg = compose_config(["logger=csv", "model.scheduler=constant"], ROOT / "logs")
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
-    batch = next(iter(datamodule.train_dataloader()))
-    module = instantiate(cfg.model, encoding=instantiate(cfg.encoding))
-    optimizer = module.configure_optimizers()["optimizer"]
-
-    def step() -> None:
-        optimizer.zero_grad()
-        module(batch).backward()
-        optimizer.step()
-
-    for _ in range(3):
-        step()
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return 1000 * (time.perf_counter() - started) / steps
+    """Milliseconds per mae_tiny training step (sincos encoding) at batch 64: scripts/benchmark.py's loop."""
+    cfg = compose_config(["logger=csv"], ROOT / "logs")
+    module = build_module(cfg)
+    times = train_steps(module, make_optimizer(module), train_batches(cfg, steps + 3), torch.device("cpu"), 3)
+    return 1000 * statistics.median(times)
 
 
 def main() -> None:
@@ -87,15 +62,15 @@ def main() -> None:
     step_ms = mae_step_ms(args.steps)
     rows = []
     for label, overrides in worlds:
-        result = samples_per_second(overrides, args.batches)
-        result["times_faster_than_mae_tiny"] = step_ms / result["ms_per_batch_64"]
+        result = world_throughput(overrides, args.batches)
+        result["times_faster_than_mae_tiny"] = step_ms / result["ms_per_batch"]
         rows.append({"world": label, "overrides": overrides, **result})
 
     print(f"mae_tiny training step, batch 64: {step_ms:.1f} ms ({64 / step_ms * 1000:.0f} samples/s)\n")
     print(f"{'world':<36} {'samples/s':>10} {'ms/batch':>9} {'x MAE':>7} {'set-up s':>9}")
     for r in rows:
         print(
-            f"{r['world']:<36} {r['samples_per_s']:>10.0f} {r['ms_per_batch_64']:>9.1f} "
+            f"{r['world']:<36} {r['samples_per_s']:>10.0f} {r['ms_per_batch']:>9.1f} "
             f"{r['times_faster_than_mae_tiny']:>7.1f} {r['setup_s']:>9.1f}"
         )
     payload = {
