@@ -127,13 +127,3 @@ class WorldDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         loaders = [self._loader(name, shuffle=False) for name in self.val_set_names]
         return loaders[0] if len(loaders) == 1 else loaders
-
-    def describe(self) -> dict[str, Any]:
-        """Facts about the data for results.json."""
-        return {
-            "bands": self.bands,
-            "chip_size": self.chip_size,
-            "batch_size": self.batch_size,
-            "train_size": self.train_size,
-            "val_size": self.val_size,
-        }
