@@ -1,23 +1,150 @@
-"""Writing and reading a run's ``results.json`` (shared by train.py, compare.py and the notebook).
+"""A run's record, ``results.json``: one schema, written by training and read by resume and the report.
 
 One file per run, in the run's output folder, written atomically (temp file + rename) so a reader
 never sees half a file, and written whatever happened: ``status`` is ``completed``, ``failed`` (with
-the error) or ``interrupted``.
+the error), ``interrupted`` (with the signal) or, while the run lives, ``running``.
+
+`RunRecord` is the schema. Files written before it existed (no ``schema_version``: version 1) carry
+the same keys and load unchanged; keys this version does not know are kept in ``extra`` and written
+back, so a newer file read by older code loses nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import subprocess
 import tempfile
+import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 RESULTS_FILE = "results.json"
 STATUSES = ("running", "completed", "failed", "interrupted")
+#: 2: the typed record (``schema_version``, ``error.cause``); 1: the same keys, unversioned.
+SCHEMA_VERSION = 2
+
+
+class UnreadableRecord(ValueError):
+    """A ``results.json`` that is not valid JSON or not a run record; names the file and why."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def error_info(error: BaseException) -> dict[str, str]:
+    """The error as the record keeps it: type, message, traceback, and ``cause`` — the innermost
+    exception of the chain on one line (Hydra wraps a constructor's ValueError in an
+    ``InstantiationException`` whose first line says only ``Error in call to target ...``)."""
+    root = error
+    while root.__cause__ is not None or (root.__context__ is not None and not root.__suppress_context__):
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    message = str(root).strip()
+    return {
+        "type": type(error).__name__,
+        "message": str(error),
+        "cause": f"{type(root).__name__}: {message}" if message else type(root).__name__,
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+
+
+@dataclass
+class RunRecord:
+    """What one training run did and reached. Metric dicts map Lightning keys (``val/loss``,
+    ``val_heldout/loss``, ...) to floats; None stands for a non-finite value."""
+
+    status: str
+    experiment: str | None = None
+    encoding: str | None = None
+    data: str | None = None
+    injection: str | None = None
+    seed: int | None = None
+    output_dir: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    git: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    torch_threads: int | None = None
+    params: dict[str, int] = field(default_factory=dict)
+    final: dict[str, float | None] = field(default_factory=dict)
+    best: dict[str, float | None] = field(default_factory=dict)
+    steps: int | None = None
+    epochs: int | None = None
+    train_time_s: float | None = None
+    step_time_s: float | None = None
+    wall_time_s: float | None = None
+    checkpoints: dict[str, str | None] = field(default_factory=dict)
+    wandb: dict[str, Any] | None = None
+    resumed: list[dict[str, Any]] = field(default_factory=list)
+    #: type, message, cause (one line), traceback; for ``interrupted`` also ``signal``.
+    error: dict[str, Any] | None = None
+    exit_code: int | None = None
+    schema_version: int = SCHEMA_VERSION
+    #: Keys this schema does not know (written by a newer version), kept as they were.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"results status={self.status!r} is not one of {list(STATUSES)}")
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "running"
+
+    @property
+    def failure_reason(self) -> str | None:
+        """One line saying why the run did not complete (the innermost error), or None."""
+        if not self.error:
+            return None
+        cause = self.error.get("cause")
+        if cause:
+            return str(cause)
+        message = str(self.error.get("message") or "").strip().splitlines()
+        return f"{self.error.get('type')}: {message[-1] if message else ''}".rstrip(": ")
+
+    def metric(self, key: str) -> float | None:
+        """A final metric as a finite float, or None."""
+        value = self.final.get(key)
+        return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+    # -- (de)serialisation --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**out, **self.extra}
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> RunRecord:
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        values = {k: v for k, v in payload.items() if k in known and v is not None}
+        values.setdefault("schema_version", 1)  # files written before the schema had a version
+        extra = {k: v for k, v in payload.items() if k not in known}
+        return cls(**values, extra=extra)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunRecord:
+        """Read a run folder's record (or the file itself); `UnreadableRecord` names the file."""
+        path = results_path(path)
+        try:
+            with path.open() as f:
+                payload = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise UnreadableRecord(path, f"{type(error).__name__}: {error}") from error
+        if not isinstance(payload, dict) or "status" not in payload:
+            raise UnreadableRecord(path, "not a run record (a JSON object with a 'status')")
+        try:
+            return cls.from_dict(payload)
+        except (TypeError, ValueError) as error:
+            raise UnreadableRecord(path, str(error)) from error
+
+    def save(self, run_dir: str | Path) -> Path:
+        """Write atomically into `run_dir` (the status is checked when the record is built)."""
+        self.__post_init__()
+        return write_json_atomic(Path(run_dir) / RESULTS_FILE, self.to_dict())
 
 
 def _jsonable(value: Any) -> Any:
@@ -53,17 +180,21 @@ def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def write_results(run_dir: str | Path, payload: dict[str, Any]) -> Path:
-    if payload.get("status") not in STATUSES:
-        raise ValueError(f"results status={payload.get('status')!r} is not one of {list(STATUSES)}")
-    return write_json_atomic(Path(run_dir) / RESULTS_FILE, payload)
+def results_path(run: str | Path) -> Path:
+    """The ``results.json`` of a run folder (or the file itself)."""
+    path = Path(run)
+    return path if path.name == RESULTS_FILE else path / RESULTS_FILE
+
+
+def write_results(run_dir: str | Path, payload: dict[str, Any] | RunRecord) -> Path:
+    """Write a record (or a dict in its schema, checked by building the record)."""
+    record = payload if isinstance(payload, RunRecord) else RunRecord.from_dict(payload)
+    return record.save(run_dir)
 
 
 def read_results(run_dir: str | Path) -> dict[str, Any]:
-    """The results of one run (a folder holding results.json, or the file itself)."""
-    path = Path(run_dir)
-    path = path if path.name == RESULTS_FILE else path / RESULTS_FILE
-    with path.open() as f:
+    """The raw JSON of one run's record, as written (tests and tools that want the file's content)."""
+    with results_path(run_dir).open() as f:
         return json.load(f)
 
 
