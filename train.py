@@ -3,15 +3,18 @@
 import hydra
 from omegaconf import DictConfig
 
+from clay_exp.resume import register_resolvers
 from clay_exp.train import train
+
+register_resolvers()  # the run folder (new, or the run being resumed) is decided while composing
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
-    results = train(cfg)
-    print(f"\nResults: {results['output_dir']}/results.json")
+    record = train(cfg)
+    print(f"\nResults: {record.output_dir}/results.json")
     # The return value is what a Hydra sweeper (e.g. Optuna) optimises.
-    return results.get("final", {}).get("val/loss")
+    return record.metric("val/loss")
 
 
 if __name__ == "__main__":

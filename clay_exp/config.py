@@ -14,7 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-import clay_exp.resume  # noqa: F401  (registers the `run_dir` resolver the configs use)
+from clay_exp.resume import register_resolvers
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -37,6 +37,7 @@ def compose_config(overrides: Sequence[str] = (), output_dir: str | Path | None 
     ``@hydra.main``, the returned config has no ``hydra`` node.
     """
     GlobalHydra.instance().clear()
+    register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train.yaml", overrides=list(overrides), return_hydra_config=True)
     if output_dir is not None:

@@ -26,6 +26,10 @@ SCHEDULER_CHOICES = ("cosine", "constant")
 VAL_MASK_SEED = 12345
 
 
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite: nothing after it means anything, so the run stops and fails."""
+
+
 def count_parameters(params: Iterable[nn.Parameter]) -> int:
     return sum(p.numel() for p in params)
 
@@ -73,6 +77,11 @@ class MAELightningModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         loss = self(batch)
+        if not bool(torch.isfinite(loss)):  # one host sync a step: cheap next to a wasted run
+            raise NonFiniteLossError(
+                f"non-finite training loss ({float(loss)}) at step {self.global_step} (batch {batch_idx} of "
+                f"epoch {self.current_epoch}): check the data for NaN/inf pixels and the learning rate"
+            )
         self.train_loss(loss.detach())
         bs = batch["image"].shape[0]
         self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)

@@ -29,7 +29,7 @@ STATUSES = ("running", "completed", "failed", "interrupted")
 SCHEMA_VERSION = 2
 
 
-class UnreadableRecord(ValueError):
+class UnreadableRecordError(ValueError):
     """A ``results.json`` that is not valid JSON or not a run record; names the file and why."""
 
     def __init__(self, path: Path, reason: str) -> None:
@@ -127,19 +127,19 @@ class RunRecord:
 
     @classmethod
     def load(cls, path: str | Path) -> RunRecord:
-        """Read a run folder's record (or the file itself); `UnreadableRecord` names the file."""
+        """Read a run folder's record (or the file itself); `UnreadableRecordError` names the file."""
         path = results_path(path)
         try:
             with path.open() as f:
                 payload = json.load(f)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise UnreadableRecord(path, f"{type(error).__name__}: {error}") from error
+            raise UnreadableRecordError(path, f"{type(error).__name__}: {error}") from error
         if not isinstance(payload, dict) or "status" not in payload:
-            raise UnreadableRecord(path, "not a run record (a JSON object with a 'status')")
+            raise UnreadableRecordError(path, "not a run record (a JSON object with a 'status')")
         try:
             return cls.from_dict(payload)
         except (TypeError, ValueError) as error:
-            raise UnreadableRecord(path, str(error)) from error
+            raise UnreadableRecordError(path, str(error)) from error
 
     def save(self, run_dir: str | Path) -> Path:
         """Write atomically into `run_dir` (the status is checked when the record is built)."""

@@ -36,7 +36,18 @@ def clamp_latitude(lat: Tensor) -> Tensor:
 
 
 def mercator_unit(lon: Tensor, lat: Tensor) -> tuple[Tensor, Tensor]:
-    """Fractional web-mercator position in [0, 1]² (x east, y south), float64, as mercantile._xy."""
+    """Fractional web-mercator position in [0, 1]² (x east, y south), float64, as mercantile._xy.
+
+    NaN or infinite coordinates raise ValueError: they have no tile, and the integer cast below
+    would silently give them one.
+    """
+    finite = torch.isfinite(lon) & torch.isfinite(lat)
+    if not bool(finite.all()):
+        i = int(torch.nonzero(~finite).flatten()[0])
+        raise ValueError(
+            f"non-finite coordinates have no web-mercator tile: point {i} has lat={float(lat[i])!r}, "
+            f"lon={float(lon[i])!r} ({int((~finite).sum())} such point(s))"
+        )
     lon = wrap_longitude(lon.to(torch.float64))
     lat = clamp_latitude(lat.to(torch.float64))
     x = lon / 360.0 + 0.5

@@ -15,7 +15,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from clay_exp.config import CONFIG_DIR, config_options
-from clay_exp.train import set_torch_threads, wandb_summary
+from clay_exp.results import RunRecord
+from clay_exp.session import wandb_summary
+from clay_exp.train import set_torch_threads
 
 EXPERIMENT_FILE = CONFIG_DIR / "experiment" / "compare_encodings.yaml"
 NOT_SWEPT = re.compile(r"^# not swept: (\S+) — (.+)$", re.MULTILINE)
@@ -133,12 +135,13 @@ def test_wandb_groups_tags_and_summary():
     wandb = cfg.logger.wandb
     assert (wandb.group, wandb.job_type, wandb.name) == ("compare_encodings", "xyz", "xyz-s2")
     assert list(wandb.tags) == ["xyz", cfg.data_name, "split-random", "injection-add"]
-    results = {
-        "final": {"val/loss": 0.4, "val/loss_best": 0.39, "val_heldout/loss": 0.5},
-        "best": {"val/loss": 0.39},
-        "params": {"encoding": 1234},
-        "step_time_s": 0.1,
-    }
+    results = RunRecord(
+        status="completed",
+        final={"val/loss": 0.4, "val/loss_best": 0.39, "val_heldout/loss": 0.5},
+        best={"val/loss": 0.39},
+        params={"encoding": 1234},
+        step_time_s=0.1,
+    )
     assert wandb_summary(results) == {
         "final/val_loss": 0.4,
         "final/val_heldout_loss": 0.5,
@@ -146,7 +149,7 @@ def test_wandb_groups_tags_and_summary():
         "params/encoding": 1234,
         "time/step_s": 0.1,
     }
-    assert wandb_summary({"final": {}, "best": {"val/loss": None}}) == {}
+    assert wandb_summary(RunRecord(status="completed", best={"val/loss": None})) == {}
 
 
 def test_torch_threads_knob():

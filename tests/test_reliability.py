@@ -49,19 +49,19 @@ def test_interrupted_run_keeps_its_state_and_resumes_continuously(make_cfg, tmp_
     assert r["status"] == "interrupted" and r["steps"] == 6
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert steps_of(read_metrics(run), "train/loss") == list(range(6))  # flushed on the way out
-    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["losses_at_best"]["val"] == pytest.approx(column(read_metrics(run), "val/loss")[0], rel=1e-6)
 
     results = train(make_cfg([*SHORT, "resume=true"], run))
-    assert results["status"] == "completed" and results["steps"] == 12
-    assert results["resumed"][0]["step"] == 6
+    assert results.status == "completed" and results.steps == 12
+    assert results.resumed[0]["step"] == 6
     rows = read_metrics(run)
     assert steps_of(rows, "train/loss") == list(range(12))  # no gap, no duplicate
     assert steps_of(rows, "val/loss") == steps_of(reference, "val/loss") == [3, 7, 11]
     # the best epoch survives the interruption (the best val/loss may come from before it)
     val = column(rows, "val/loss")
     assert column(rows, "val/loss_best")[-1] == pytest.approx(min(val), rel=1e-6)
-    assert results["best"]["val/loss"] == pytest.approx(min(val), rel=1e-6)
+    assert results.best["val/loss"] == pytest.approx(min(val), rel=1e-6)
     # Before the interruption the two runs are the same run; after it, the optimizer and scheduler
     # state continue where they were (the learning rate schedule is the reference's).
     assert column(rows, "train/loss")[:6] == column(reference, "train/loss")[:6]
@@ -76,7 +76,7 @@ def test_resume_refuses_a_different_config(make_cfg, tmp_path):
         train(make_cfg([*TINY, "trainer.max_epochs=2", "seed=1", "resume=true"], tmp_path))
     # only the budget changed: the finished run is extended
     results = train(make_cfg([*TINY, "trainer.max_epochs=2", "resume=true"], tmp_path))
-    assert results["status"] == "completed" and results["epochs"] == 2
+    assert results.status == "completed" and results.epochs == 2
 
 
 def test_resume_without_a_checkpoint_says_so(make_cfg, tmp_path):
@@ -86,9 +86,9 @@ def test_resume_without_a_checkpoint_says_so(make_cfg, tmp_path):
 
 def test_same_seed_same_val_loss(make_cfg, tmp_path):
     cfg = [*TINY, "trainer.max_epochs=2", "encoding=hierarchical"]
-    a = train(make_cfg(cfg, tmp_path / "a"))["final"]["val/loss"]
-    b = train(make_cfg(cfg, tmp_path / "b"))["final"]["val/loss"]
-    c = train(make_cfg([*cfg, "seed=1"], tmp_path / "c"))["final"]["val/loss"]
+    a = train(make_cfg(cfg, tmp_path / "a")).final["val/loss"]
+    b = train(make_cfg(cfg, tmp_path / "b")).final["val/loss"]
+    c = train(make_cfg([*cfg, "seed=1"], tmp_path / "c")).final["val/loss"]
     assert a == pytest.approx(b, abs=1e-6)
     assert abs(a - c) > 1e-4
 

@@ -53,7 +53,7 @@ def test_fast_dev_run_every_encoding_and_injection(make_cfg, encoding, injection
         [f"encoding={encoding}", f"injection={injection}", "trainer.fast_dev_run=true", *data, *TINY]
     )
     results = train(cfg)
-    assert results["status"] == "completed"
+    assert results.status == "completed"
     saved = read_results(tmp_path)
     assert saved["encoding"] == encoding and saved["injection"] == injection
     assert math.isfinite(saved["final"]["val/loss"])

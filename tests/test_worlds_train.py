@@ -35,7 +35,7 @@ def test_region_split_reports_seen_and_unseen_regions(make_cfg, tmp_path):
 )
 def test_generated_worlds_train(make_cfg, tmp_path, overrides):
     cfg = make_cfg([*overrides, "trainer.max_epochs=1", "trainer.limit_val_batches=1", *TINY])
-    assert train(cfg)["status"] == "completed"
+    assert train(cfg).status == "completed"
     final = read_results(tmp_path)["final"]
     assert all(math.isfinite(final[k]) for k in final)
     if "data.split=region" in overrides:
@@ -49,7 +49,7 @@ def test_geotiff_world_trains(make_cfg, tmp_path):
         ["data=geotiff", f"data.paths={folder}", "data.split=region", "trainer.max_epochs=1", *TINY],
         output_dir=tmp_path / "run",
     )
-    assert train(cfg)["status"] == "completed"
+    assert train(cfg).status == "completed"
     final = read_results(tmp_path / "run")["final"]
     assert math.isfinite(final["val/loss"]) and math.isfinite(final["val_heldout/loss"])
 
@@ -60,4 +60,6 @@ def test_oracle_on_another_world_fails_before_training(make_cfg, tmp_path):
         train(cfg)
     r = read_results(tmp_path)
     assert r["status"] == "failed" and "only valid with data=hierarchical_world" in r["error"]["message"]
-    assert "steps" not in r  # it never reached the trainer
+    assert r["steps"] is None  # it never reached the trainer
+    # the record keeps the innermost error, not only Hydra's "Error in call to target" wrapper
+    assert r["error"]["cause"].startswith("ValueError: ") and "hierarchical_world" in r["error"]["cause"]

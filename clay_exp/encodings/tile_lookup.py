@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from clay_exp.encodings.base import SpatialEncoding
+from clay_exp.encodings.base import SpatialEncoding, check_coordinates
 
 
 class TileLookupEncoding(SpatialEncoding):
@@ -40,7 +40,9 @@ class TileLookupEncoding(SpatialEncoding):
         self.out_dim = int(dim)
 
     def cell_index(self, lat: Tensor, lon: Tensor) -> Tensor:
-        """Row of each chip's cell: ``row·num_lon + column``, int64."""
+        """Row of each chip's cell: ``row·num_lon + column``, int64. Invalid coordinates (NaN, out of
+        range) raise, as in `forward`: the clamps below would otherwise give them a cell."""
+        check_coordinates(lat, lon)
         lat, lon = lat.double(), lon.double()
         lon = torch.where(lon >= 180.0, lon - 360.0, lon)  # 180° is −180°
         column = torch.floor((lon + 180.0) / self.cell_size_deg).long().clamp(0, self.num_lon - 1)

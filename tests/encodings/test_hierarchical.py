@@ -355,4 +355,4 @@ def test_tables_take_the_fused_kernel_and_clipping_still_works_in_mixed_precisio
     cfg = make_cfg(
         ["encoding=hierarchical", "trainer.precision=bf16-mixed", "trainer.fast_dev_run=true", *TINY_MODEL]
     )
-    assert train(cfg)["status"] == "completed"
+    assert train(cfg).status == "completed"
