@@ -131,7 +131,8 @@ def _left_out_table(heading: str, runs: Sequence[Run], primary: Metric | None) -
         lacks = f"no final {primary.key}" if primary and r.status == "completed" else "did not finish"
         why = (r.error or lacks).splitlines()[0]
         why = (why if len(why) <= WHY_CHARS else why[: WHY_CHARS - 1] + "…").replace("|", "\\|")
-        lines.append(f"| `{r.path.name}` | `{r.encoding}` | {r.seed} | {r.status} | {why} |")
+        seed = "—" if r.seed is None else r.seed
+        lines.append(f"| `{r.path.name}` | `{r.encoding}` | {seed} | {r.status} | {why} |")
     return [*lines, ""]
 
 
