@@ -1,0 +1,86 @@
+"""The head-to-head report of a sweep: which encoding wins, by how much, how sure, at what cost.
+
+Shared by ``scripts/compare.py`` (its command line), ``notebooks/compare_encodings.ipynb`` and any
+other producer of per-encoding numbers (e.g. the location probe): build `Run` records (`load_runs`
+reads them from ``results.json`` files), `compare` them on a list of `Metric` s, then `write_report`
+writes ``comparison.md`` / ``comparison.csv`` / ``runs.csv`` and the plots.
+
+One concern per module:
+
+* `runs`: reading runs (`Run`, `load_runs`, `latest_sweep`, `metric_curve`; Hydra's layout, `HYDRA`);
+* `stats`: intervals, paired tests, Holm's adjustment (`mean_ci`, `paired_t_test`, `holm`);
+* `table`: the per-encoding table (`Metric`, `Row`, `Section`, `Comparison`, `compare`);
+* `markdown`: the report as text (`to_markdown`, `section_markdown`);
+* `plots`: the figures (`plot_loss_curves`, `plot_final`);
+* `write`: the files (`write_report`, `comparison_frame`, `runs_frame`).
+
+Statistics (stated in the report too): per encoding the mean over seeds with a Student-t 95 %
+interval; between two encodings a two-sided paired t-test on the per-seed differences, with
+Holm–Bonferroni adjustment over all pairs of a table. Runs that failed, did not finish or whose
+record cannot be read are listed, never averaged in.
+"""
+
+from clay_exp.report.markdown import section_markdown, to_markdown
+from clay_exp.report.plots import plot_final, plot_loss_curves
+from clay_exp.report.runs import (
+    HYDRA,
+    METRICS_CSV,
+    UNREADABLE,
+    HydraLayout,
+    Run,
+    latest_sweep,
+    load_runs,
+    metric_curve,
+    run_from_record,
+    run_from_results,
+)
+from clay_exp.report.stats import Summary, holm, mean_ci, paired_t_test
+from clay_exp.report.table import (
+    BASELINE,
+    IGNORED_CONFIG,
+    LOSS_DESCRIPTION,
+    LOSS_METRICS,
+    YARDSTICK,
+    Comparison,
+    Metric,
+    PairTest,
+    Row,
+    Section,
+    compare,
+)
+from clay_exp.report.write import comparison_frame, runs_frame, write_report
+
+__all__ = [
+    "BASELINE",
+    "HYDRA",
+    "IGNORED_CONFIG",
+    "LOSS_DESCRIPTION",
+    "LOSS_METRICS",
+    "METRICS_CSV",
+    "UNREADABLE",
+    "YARDSTICK",
+    "Comparison",
+    "HydraLayout",
+    "Metric",
+    "PairTest",
+    "Row",
+    "Run",
+    "Section",
+    "Summary",
+    "compare",
+    "comparison_frame",
+    "holm",
+    "latest_sweep",
+    "load_runs",
+    "mean_ci",
+    "metric_curve",
+    "paired_t_test",
+    "plot_final",
+    "plot_loss_curves",
+    "run_from_record",
+    "run_from_results",
+    "runs_frame",
+    "section_markdown",
+    "to_markdown",
+    "write_report",
+]

@@ -1,0 +1,60 @@
+"""scripts/compare.py: the report's command line, on run folders written here."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.report.factory import LOSSES, write_run, write_truncated
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare.py"
+
+
+@pytest.fixture(scope="module")
+def cli():
+    spec = importlib.util.spec_from_file_location("compare_cli", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_truncated_results_json_is_listed_and_the_report_still_written(tmp_path, cli, capsys):
+    """Two good runs and one broken file: exit 0, the table of the good runs, the file named."""
+    write_run(tmp_path, "0-none-s0", "none", 0, 0.5)
+    write_run(tmp_path, "1-sincos-s0", "sincos", 0, 0.4)
+    broken, parse_error = write_truncated(tmp_path / "2-sincos-s1")
+    assert cli.main([str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    md = (tmp_path / "comparison.md").read_text()
+    assert md.strip() == out.strip()
+    assert "| 1 | `sincos` | 1 | 0.4000 (1 run, no CI) |" in md
+    assert "| 2 | `none` | 1 | 0.5000 (1 run, no CI) |" in md
+    listed = md.split("## Runs that could not be read (in no table)")[1]
+    assert f"| `2-sincos-s1` | `?` | — | unreadable | {broken}: JSONDecodeError: {parse_error} |" in listed
+    assert f"warning: left out of the report, unreadable: {broken}: JSONDecodeError" in err
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert sorted(runs["status"]) == ["completed", "completed", "unreadable"]
+    for name in ("comparison.csv", "final_loss.png", "loss_curves.png"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_baseline_and_yardstick_flags(tmp_path, cli, capsys):
+    for e, losses in LOSSES.items():
+        for s, v in enumerate(losses):
+            write_run(tmp_path, f"{e}-s{s}", e, s, v)
+    out = tmp_path / "report"
+    assert cli.main([str(tmp_path), "--out", str(out), "--baseline", "sincos"]) == 0
+    table = pd.read_csv(out / "comparison.csv").set_index("encoding")
+    base, best = np.mean(LOSSES["sincos"]), np.mean(LOSSES["oracle"])
+    expected = (base - np.mean(LOSSES["none"])) / (base - best)
+    assert table.loc["none", "val/loss gap_closed"] == pytest.approx(expected)
+    assert "(L_sincos − L_encoding) / (L_sincos − L_oracle)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([str(tmp_path), "--out", str(out), "--yardstick", "orcale"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "--yardstick='orcale' ran in none of these sweeps; encodings: ['none', 'oracle', 'sincos']" in err
