@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from clay_exp.results import RESULTS_FILE, RunRecord, UnreadableRecord, find_result_files
+from clay_exp.results import RESULTS_FILE, RunRecord, UnreadableRecordError, find_result_files
 
 if TYPE_CHECKING:
     from clay_exp.report.table import Metric
@@ -121,7 +121,7 @@ def _run_without_results(job_dir: Path) -> Run:
         return Run(job_dir, "?", None, UNREADABLE, error=f"{file}: {type(error).__name__}: {error}")
 
 
-def _unreadable_run(job_dir: Path, error: UnreadableRecord) -> Run:
+def _unreadable_run(job_dir: Path, error: UnreadableRecordError) -> Run:
     """A run whose record is not valid: placed by Hydra's files where the folder has them."""
     why = f"{error.path}: {error.reason}"
     try:
@@ -146,7 +146,7 @@ def load_runs(*roots: str | Path) -> list[Run]:
         for job in sorted(found):
             try:
                 runs.append(run_from_record(job, RunRecord.load(job)))
-            except UnreadableRecord as error:
+            except UnreadableRecordError as error:
                 runs.append(_unreadable_run(job, error))
         hydra_marker = f"{HYDRA.job_dir}/{HYDRA.hydra_config}"
         runs += [
