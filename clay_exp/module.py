@@ -4,6 +4,12 @@ Data flows one way: the batch dict gives the encoding its coordinates, the encod
 ``(B, out_dim)`` vector, the MAE returns the loss. The optimizer's parameter groups come from the
 backbone (decay / no decay) and from the encoding (which may ask for its own learning-rate scales,
 e.g. per-level rates of the hierarchical tile embeddings).
+
+Batch keys: ``image`` ``(B, C, H, W)``, whatever the encoding reads (``lat``, ``lon`` in degrees, ...),
+and optionally ``time``: a float ``(B, 4)`` tensor ``[sin w, cos w, sin h, cos h]`` with
+``w = 2π · isoweek / 52`` and ``h = 2π · hour / 24`` (Clay v1's time features,
+`clay_exp.models.injection.clay_v1_time`), passed to the MAE as is; ``injection=clay_v1`` packs it
+next to the location, the other injections ignore it, and without it those 4 dims are zeros.
 """
 
 from __future__ import annotations
@@ -61,7 +67,7 @@ class MAELightningModule(L.LightningModule):
             raise ValueError(f"model.scheduler={scheduler!r} is not one of {list(SCHEDULER_CHOICES)}")
         self.save_hyperparameters(logger=False, ignore=["encoding", "backbone", "optimizer"])
         self.encoding = encoding
-        self.model = backbone(location_dim=encoding.out_dim)
+        self.model = backbone(location_dim=encoding.out_dim, location_is_clay_latlon=encoding.clay_v1_latlon)
         self.optimizer_factory = optimizer
         self.train_loss = MeanMetric()
         # One loss per validation set, in dataloader order; `setup` takes the names from the datamodule.
@@ -73,7 +79,7 @@ class MAELightningModule(L.LightningModule):
     # -- the step -----------------------------------------------------------------------------
     def forward(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> Tensor:
         location = self.encoding(batch) if self.encoding.out_dim > 0 else None
-        return self.model(batch["image"], location, generator=generator).loss
+        return self.model(batch["image"], location, generator=generator, time=batch.get("time")).loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         loss = self(batch)

@@ -59,6 +59,17 @@ def test_fast_dev_run_every_encoding_and_injection(make_cfg, encoding, injection
     assert math.isfinite(saved["final"]["val/loss"])
 
 
+@pytest.mark.parametrize("injection", ["clay_v1", "film"])
+@pytest.mark.parametrize("encoding", ["none", "sincos", "hierarchical"])
+def test_fast_dev_run_clay_v1_and_film(make_cfg, encoding, injection, tmp_path):
+    # The newer injections with an encoding of each kind: no location, Clay v1's own 4 values
+    # (unprojected under clay_v1), a learned table with its own optimizer groups.
+    cfg = make_cfg([f"encoding={encoding}", f"injection={injection}", "trainer.fast_dev_run=true", *TINY])
+    assert train(cfg)["status"] == "completed"
+    saved = read_results(tmp_path)
+    assert saved["injection"] == injection and math.isfinite(saved["final"]["val/loss"])
+
+
 def test_results_json_and_checkpoints_of_a_short_run(make_cfg, tmp_path):
     cfg = make_cfg(["encoding=hierarchical", "seed=3", "trainer.max_epochs=2", *TINY])
     train(cfg)

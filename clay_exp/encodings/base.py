@@ -53,6 +53,9 @@ class SpatialEncoding(nn.Module):
     """
 
     inputs: ClassVar[tuple[str, ...]] = ("lat", "lon")
+    #: True when `encode` returns exactly Clay v1's location values ``[sin φ, cos φ, sin λ, cos λ]``
+    #: (radians): ``injection=clay_v1`` then packs them unprojected (see clay_exp/models/injection.py).
+    clay_v1_latlon: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()

@@ -9,7 +9,12 @@ from clay_exp.encodings.base import SpatialEncoding
 
 
 class SinCosEncoding(SpatialEncoding):
-    """Four fixed features; the model's linear map to its width is the only learned part."""
+    """Four fixed features; the model's linear map to its width is the only learned part.
+
+    They are Clay v1's location values, so ``injection=clay_v1`` packs them unprojected.
+    """
+
+    clay_v1_latlon = True
 
     def __init__(self) -> None:
         super().__init__()

@@ -4,14 +4,17 @@ Standard MAE: patch embedding of a C-band chip, fixed 2-D sin/cos patch position
 (default 75 %), a Transformer encoder on the visible patches, a light decoder on all positions, and
 the loss = MSE on the masked patches of per-patch-normalised pixels (the paper's `norm_pix_loss`).
 
-The location vector (``(B, location_dim)``, from a spatial encoding) is linearly projected to the
-encoder width and injected one of two ways:
+The location vector (``(B, location_dim)``, from a spatial encoding) enters through one of the
+injections of `clay_exp.models.injection` (``injection=``): ``add`` (projected, added to every patch
+token before masking), ``token`` (projected, one extra token), ``clay_v1`` (Clay v1's packing of
+time and location into the last 8 dims of the patch positions) or ``film`` (zero-initialised
+scale and shift of every encoder block's output). With ``location_dim == 0`` (the ``none``
+encoding) no location parameters exist.
 
-* ``add``: added to every patch token (before masking, so every visible token carries it);
-* ``token``: prepended to the encoder sequence as one extra token (kept through the decoder, where
-  masked patches can attend to it, and dropped before the pixel prediction).
-
-With ``location_dim == 0`` (the ``none`` encoding) nothing is added and no token is prepended.
+Inputs of `forward`: ``images`` ``(B, C, H, W)``; ``location`` ``(B, location_dim)`` or None;
+``time`` (optional) ``(B, 4)`` float = ``[sin w, cos w, sin h, cos h]``, ``w = 2π · isoweek / 52``,
+``h = 2π · hour / 24`` (Clay v1's time features, `clay_exp.models.injection.clay_v1_time`), read by
+``clay_v1`` only (zeros when absent); ``generator`` for the masks (and ``clay_v1``'s dropout).
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from dataclasses import dataclass
 
 import torch
 from timm.layers import PatchEmbed
-from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-INJECTION_CHOICES = ("add", "token")
+from clay_exp.models.injection import INJECTION_CHOICES, build_injection
+
+__all__ = ["INJECTION_CHOICES", "MAEOutput", "MaskedAutoencoderViT"]
 
 
 @dataclass
@@ -51,10 +55,14 @@ class MaskedAutoencoderViT(nn.Module):
         norm_pix_loss: bool = True,
         location_dim: int = 0,
         injection: str = "add",
+        location_dropout: float = 0.2,
+        location_projection: str = "auto",
+        location_is_clay_latlon: bool = False,
     ) -> None:
+        """``location_dropout`` and ``location_projection`` are read by ``injection=clay_v1`` only
+        (see `clay_exp.models.injection`); ``location_is_clay_latlon`` is set by the LightningModule
+        from the encoding (true when its vector is Clay v1's ``[sin φ, cos φ, sin λ, cos λ]``)."""
         super().__init__()
-        if injection not in INJECTION_CHOICES:
-            raise ValueError(f"injection={injection!r} is not one of {list(INJECTION_CHOICES)}")
         if img_size % patch_size:
             raise ValueError(f"img_size={img_size} is not a multiple of patch_size={patch_size}")
         num_patches = (img_size // patch_size) ** 2
@@ -65,21 +73,23 @@ class MaskedAutoencoderViT(nn.Module):
             )
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
         self.mask_ratio, self.norm_pix_loss = mask_ratio, norm_pix_loss
-        self.injection, self.location_dim = injection, location_dim
+        self.location_dim = location_dim
 
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         grid = img_size // patch_size
         self.num_patches = grid * grid
-        # Fixed (not learned) sin/cos positions, as in MAE.
-        self.register_buffer(
-            "pos_embed", build_sincos2d_pos_embed([grid, grid], embed_dim)[None], persistent=False
+        # Owns the fixed (not learned) sin/cos positions, as in MAE, and the location's way in.
+        self.injection = build_injection(
+            injection,
+            location_dim=location_dim,
+            embed_dim=embed_dim,
+            decoder_embed_dim=decoder_embed_dim,
+            grid=grid,
+            depth=depth,
+            location_dropout=location_dropout,
+            location_projection=location_projection,
+            location_is_clay_latlon=location_is_clay_latlon,
         )
-        self.register_buffer(
-            "decoder_pos_embed",
-            build_sincos2d_pos_embed([grid, grid], decoder_embed_dim)[None],
-            persistent=False,
-        )
-        self.location_proj = nn.Linear(location_dim, embed_dim) if location_dim > 0 else None
 
         self.blocks = nn.ModuleList(
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True) for _ in range(depth)
@@ -109,10 +119,11 @@ class MaskedAutoencoderViT(nn.Module):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        self.injection.init_weights()
 
     def location_parameters(self) -> list[nn.Parameter]:
         """Parameters that exist only to carry the location signal (counted with the encoding)."""
-        return list(self.location_proj.parameters()) if self.location_proj is not None else []
+        return self.injection.location_parameters()
 
     # -- pieces ---------------------------------------------------------------------------------
     def check_images(self, images: Tensor) -> None:
@@ -154,38 +165,61 @@ class MaskedAutoencoderViT(nn.Module):
         mask = torch.gather(mask, 1, ids_restore)
         return x_kept, mask, ids_restore
 
-    def forward_encoder(
-        self, images: Tensor, location: Tensor | None, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        x = self.patch_embed(images) + self.pos_embed
-        loc_token = None
-        if self.location_proj is not None:
-            if location is None or location.shape != (images.shape[0], self.location_dim):
-                got = None if location is None else tuple(location.shape)
-                raise ValueError(
-                    f"location must have shape ({images.shape[0]}, {self.location_dim}), got {got}"
-                )
-            loc = self.location_proj(location.to(x.dtype))
-            if self.injection == "add":
-                x = x + loc[:, None, :]
-            else:
-                loc_token = loc[:, None, :]
-        x, mask, ids_restore = self.random_masking(x, generator)
-        if loc_token is not None:
-            x = torch.cat([loc_token, x], dim=1)
-        for blk in self.blocks:
-            x = blk(x)
-        return self.norm(x), mask, ids_restore
+    def check_location(self, location: Tensor | None, batch_size: int) -> None:
+        if self.location_dim > 0 and (location is None or location.shape != (batch_size, self.location_dim)):
+            got = None if location is None else tuple(location.shape)
+            raise ValueError(f"location must have shape ({batch_size}, {self.location_dim}), got {got}")
 
-    def forward_decoder(self, latent: Tensor, ids_restore: Tensor) -> Tensor:
+    def condition(
+        self,
+        location: Tensor | None,
+        batch_size: int,
+        time: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        """The injection's per-forward condition (see `clay_exp.models.injection.Injection`)."""
+        self.check_location(location, batch_size)
+        if location is not None and self.location_dim > 0:
+            location = location.float()
+        return self.injection.condition(batch_size, location, time, generator)
+
+    def position_encoding(
+        self,
+        location: Tensor | None,
+        batch_size: int,
+        time: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """What is added to the patch embeddings before masking: ``(1 or B, L, embed_dim)``."""
+        return self.injection.encoder_positions(self.condition(location, batch_size, time, generator))
+
+    def forward_encoder(
+        self,
+        images: Tensor,
+        location: Tensor | None,
+        generator: torch.Generator | None = None,
+        time: Tensor | None = None,
+    ):
+        """-> (latent, mask, ids_restore, cond): ``cond`` is the injection's condition, for the decoder."""
+        cond = self.condition(location, images.shape[0], time, generator)
+        x = self.patch_embed(images) + self.injection.encoder_positions(cond)
+        x, mask, ids_restore = self.random_masking(x, generator)
+        prefix = self.injection.prefix(cond)
+        if prefix is not None:
+            x = torch.cat([prefix.to(x.dtype), x], dim=1)
+        for i, blk in enumerate(self.blocks):
+            x = self.injection.after_block(i, blk(x), cond)
+        return self.norm(x), mask, ids_restore, cond
+
+    def forward_decoder(self, latent: Tensor, ids_restore: Tensor, cond=None) -> Tensor:
         x = self.decoder_embed(latent)
-        extra = 1 if self.injection == "token" and self.location_proj is not None else 0
+        extra = self.injection.prefix_tokens
         b, n_vis, d = x.shape[0], x.shape[1] - extra, x.shape[2]
         n = ids_restore.shape[1]
         patches = torch.cat([x[:, extra:], self.mask_token.expand(b, n - n_vis, d)], dim=1)
-        patches = (
-            torch.gather(patches, 1, ids_restore.unsqueeze(-1).expand(-1, -1, d)) + self.decoder_pos_embed
-        )
+        patches = torch.gather(
+            patches, 1, ids_restore.unsqueeze(-1).expand(-1, -1, d)
+        ) + self.injection.decoder_positions(cond)
         x = torch.cat([x[:, :extra], patches], dim=1)
         for blk in self.decoder_blocks:
             x = blk(x)
@@ -201,9 +235,13 @@ class MaskedAutoencoderViT(nn.Module):
         return (per_patch * mask).sum() / mask.sum()
 
     def forward(
-        self, images: Tensor, location: Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        images: Tensor,
+        location: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        time: Tensor | None = None,
     ) -> MAEOutput:
         self.check_images(images)
-        latent, mask, ids_restore = self.forward_encoder(images, location, generator)
-        pred = self.forward_decoder(latent, ids_restore)
+        latent, mask, ids_restore, cond = self.forward_encoder(images, location, generator, time)
+        pred = self.forward_decoder(latent, ids_restore, cond)
         return MAEOutput(self.reconstruction_loss(images, pred, mask), pred, mask)

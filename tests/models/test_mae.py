@@ -70,10 +70,11 @@ def test_loss_is_masked_mse_of_normalised_pixels():
     assert m.reconstruction_loss(img, pred, mask) == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("injection", ["add", "token"])
+@pytest.mark.parametrize("injection", ["add", "token", "clay_v1"])
 def test_location_changes_the_output_and_gets_gradients(injection):
+    # (film starts from the plain MAE, so the location changes nothing at init: test_injection.py)
     torch.manual_seed(0)
-    m = small(location_dim=4, injection=injection)
+    m = small(location_dim=4, injection=injection, location_dropout=0.0)
     img = torch.randn(3, 3, 16, 16)
     loc = torch.randn(3, 4, requires_grad=True)
     g = torch.Generator().manual_seed(0)
@@ -81,14 +82,15 @@ def test_location_changes_the_output_and_gets_gradients(injection):
     assert out.pred.shape == (3, 16, 48) and out.mask.shape == (3, 16)
     out.loss.backward()
     assert loc.grad is not None and loc.grad.abs().sum() > 0
-    assert m.location_proj.weight.grad.abs().sum() > 0
+    assert m.injection.proj.weight.grad.abs().sum() > 0
     out2 = m(img, loc + 1.0, generator=torch.Generator().manual_seed(0))
     assert not torch.allclose(out.pred, out2.pred)
 
 
-def test_no_location_means_no_projection():
-    m = small(location_dim=0, injection="token")
-    assert m.location_proj is None and m.location_parameters() == []
+@pytest.mark.parametrize("injection", ["add", "token", "clay_v1", "film"])
+def test_no_location_means_no_projection(injection):
+    m = small(location_dim=0, injection=injection)
+    assert m.location_parameters() == []
     out = m(torch.randn(2, 3, 16, 16))
     assert out.pred.shape == (2, 16, 48)
 
@@ -99,7 +101,9 @@ def test_bad_shapes_and_settings_raise():
         m(torch.randn(2, 4, 16, 16), torch.randn(2, 4))
     with pytest.raises(ValueError, match=r"location must have shape \(2, 4\)"):
         m(torch.randn(2, 3, 16, 16), torch.randn(2, 5))
-    with pytest.raises(ValueError, match="injection='concat'"):
+    with pytest.raises(
+        ValueError, match=r"injection='concat' is not one of \['add', 'token', 'clay_v1', 'film'\]"
+    ):
         small(injection="concat")
     with pytest.raises(ValueError, match=r"mask_ratio=1\.0"):
         small(mask_ratio=1.0)

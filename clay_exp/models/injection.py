@@ -1,0 +1,352 @@
+"""How the location vector enters the MAE: one class per ``injection=`` choice, chosen by name.
+
+A spatial encoding gives the MAE one ``(B, location_dim)`` vector per chip. An injection turns it
+into a *condition* once per forward pass and then acts at up to four places of the MAE:
+
+* ``encoder_positions(cond)``: what is added to the patch embeddings before masking (the fixed 2-D
+  sin/cos patch positions, plus whatever the injection adds there);
+* ``prefix(cond)``: tokens prepended to the visible patches (kept through the decoder, dropped
+  before the pixel prediction);
+* ``after_block(i, x, cond)``: a change to the tokens after encoder block ``i``;
+* ``decoder_positions(cond)``: what is added to the decoder's full token sequence.
+
+The four choices:
+
+``add``
+    ``Linear(location_dim, embed_dim)`` of the vector added to every patch token (before masking).
+``token``
+    the same projection as one extra token in front of the visible patches.
+``clay_v1``
+    what Clay v1 does (below): the 2-D sin/cos positions at width ``embed_dim - 8`` and
+    ``[time (4), location (4)]`` in the last 8 dims, the whole added to the patch embeddings before
+    masking, and the same 8 values in the last 8 dims of the decoder's positions.
+``film``
+    FiLM (Perez et al., 2018) on every encoder block's output:
+    ``x = x * (1 + γ_l(h)) + β_l(h)`` with ``h = SiLU(Linear(location_dim, embed_dim)(v))`` and
+    ``γ_l, β_l`` one ``Linear(embed_dim, 2 * embed_dim)`` per block, initialised to zero, so that
+    training starts from the plain MAE (the adaLN-Zero idea of DiT, Peebles & Xie 2023). After the
+    block (not on its input) so that the last block's output is modulated too, and the modulation
+    acts on all visible tokens alike.
+
+With ``location_dim == 0`` (the ``none`` encoding) ``add``/``token``/``film`` add nothing and create
+no parameters; ``clay_v1`` keeps its 8 dims, with zeros for the location (and the time if the
+batch has none), so ``none`` and the other encodings differ only in those 4 values.
+
+Clay v1, as read in its released code
+-------------------------------------
+* ``Clay-foundation/model``, ``src/model.py`` (``claymodel/model.py`` in later releases),
+  ``Encoder.add_encodings``: ``posemb_sincos_2d_with_gsd(h, w, dim=self.dim - 8, gsd)`` (``[L, D-8]``),
+  then ``time_latlon = torch.hstack((time, latlon)).detach()`` (``[B, 8]``: **time first, then
+  latlon**), repeated over the ``L`` patches, concatenated after the positions and added to the
+  patch embeddings; masking (``mask_out``) comes after. ``Decoder.reconstruct_and_add_encoding``
+  does the same at the decoder width (``self.dim - 8``) for masked and visible patches.
+* ``claymodel/datamodule.py``, ``EODataset.__getitem__``: ``time = hstack(week_norm, hour_norm)``,
+  ``latlon = hstack(lat_norm, lon_norm)``, and ``if random.random() < 0.2: time.zero_(); latlon.zero_()``.
+  That dropout happens in the *dataset*, once per ``.npz`` file, which holds a cube of 128 chips
+  (``CUBESIZE`` in ``Clay-foundation/stacchip``, ``stacchip/processors/prechip.py``): all chips of
+  one file are zeroed together, and the validation set (the same ``EODataset`` class) is dropped
+  too.
+* ``stacchip/processors/prechip.py``: ``normalize_timestamp(date)``: ``week = isoweek * 2π / 52``,
+  ``hour = date.hour * 2π / 24`` (a date without a time is taken at 12:00), giving
+  ``week_norm = (sin week, cos week)``, ``hour_norm = (sin hour, cos hour)``;
+  ``normalize_latlon(bounds)``: the chip centre in radians, ``((sin lat, cos lat), (sin lon, cos lon))``.
+  Note: its caller unpacks that as ``lon_norm, lat_norm = normalize_latlon(bounds)``, so the
+  training cubes hold ``[sin lon, cos lon, sin lat, cos lat]`` under the ``latlon`` key, while
+  Clay's inference notebooks pass ``[sin lat, cos lat, sin lon, cos lon]``. We use the documented
+  order (what ``encoding=sincos`` returns); for a model trained from scratch the order of four
+  fixed input dims is immaterial.
+
+Where clay-exp differs from Clay v1, on purpose:
+* the first ``embed_dim - 8`` dims are timm's 2-D sin/cos (``build_sincos2d_pos_embed``), the
+  positions every other injection uses, not Clay's GSD-scaled ones (all our chips share one GSD);
+* the dropout (``location_dropout``, default 0.2 as in Clay) is per chip and in training only:
+  validation never drops, so ``val/loss`` is the loss *with* location and is comparable across
+  injections. It draws one number per chip from the RNG the MAE masks with (the global torch RNG in
+  training, seeded by ``seed``), so runs are reproducible. Dropped chips get zeros in exactly the
+  last 8 dims, at the encoder and at the decoder;
+* the location vector of any encoding other than ``sincos`` is mapped to the 4 dims by a learned
+  ``Linear(location_dim, 4)`` (gradients flow through it; Clay detaches its fixed values).
+
+Batch contract for ``time`` (optional): a float tensor ``(B, 4)``,
+``[sin w, cos w, sin h, cos h]`` with ``w = 2π · isoweek / 52`` and ``h = 2π · hour / 24``
+(`clay_v1_time` computes it). Only ``clay_v1`` reads it; without it the 4 time dims are zeros.
+
+How the model knows to pass the location "as is": the encoding says so. `SpatialEncoding` has a
+class flag ``clay_v1_latlon`` (true for ``sincos`` only: its output *is* Clay's 4 values), which the
+LightningModule hands to the backbone. ``model.backbone.location_projection`` (``auto`` default)
+follows that flag; ``linear`` forces the learned map (an ablation for ``sincos``), ``identity``
+forces the values through unmapped and needs ``location_dim == 4``. The flag lives with the
+encoding because only the encoding knows what its numbers mean (``out_dim == 4`` alone does not say
+they are sin/cos of latitude and longitude); the backbone still knows nothing of geography.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
+from torch import Tensor, nn
+
+LOCATION_PROJECTION_CHOICES = ("auto", "linear", "identity")
+#: The dims Clay v1 reserves at the end of the position encoding: time (4) then location (4).
+CLAY_V1_TIME_DIMS = 4
+CLAY_V1_LOCATION_DIMS = 4
+
+
+def clay_v1_time(week: Tensor, hour: Tensor) -> Tensor:
+    """Clay v1's time features ``(B, 4)``: ``[sin w, cos w, sin h, cos h]``.
+
+    ``w = 2π · week / 52`` (ISO week of year, 1..53) and ``h = 2π · hour / 24`` (hour of day, 0..23;
+    Clay takes 12 for a date without a time), as ``normalize_timestamp`` in Clay's chipping code.
+    """
+    w = week.double() * (2 * math.pi / 52)
+    h = hour.double() * (2 * math.pi / 24)
+    return torch.stack([w.sin(), w.cos(), h.sin(), h.cos()], dim=-1).float()
+
+
+def sincos_positions(grid: int, dim: int, what: str) -> Tensor:
+    """timm's fixed 2-D sin/cos patch positions ``(1, grid*grid, dim)``; ``dim`` must be a positive
+    multiple of 4 (timm only asserts it), ``what`` names the setting in the error."""
+    if dim < 4 or dim % 4:
+        raise ValueError(
+            f"the 2-D sin/cos patch positions need a width that is a positive multiple of 4, got {what}"
+        )
+    return build_sincos2d_pos_embed([grid, grid], dim)[None]
+
+
+class Injection(nn.Module):
+    """Base class: the plain MAE (positions only, nothing from the location)."""
+
+    name: ClassVar[str] = ""
+    #: trailing dims of the encoder and decoder positions that the injection fills itself
+    reserved_dims: ClassVar[int] = 0
+
+    def __init__(
+        self,
+        *,
+        location_dim: int,
+        embed_dim: int,
+        decoder_embed_dim: int,
+        grid: int,
+        depth: int,
+        location_dropout: float = 0.2,
+        location_projection: str = "auto",
+        location_is_clay_latlon: bool = False,
+    ) -> None:
+        super().__init__()
+        if location_projection not in LOCATION_PROJECTION_CHOICES:
+            raise ValueError(
+                f"location_projection={location_projection!r} is not one of "
+                f"{list(LOCATION_PROJECTION_CHOICES)}"
+            )
+        if location_projection == "identity" and self.name != "clay_v1":
+            raise ValueError(
+                f"location_projection='identity' only works with injection=clay_v1 (which packs 4 "
+                f"location values as they are); injection={self.name} projects to the model width"
+            )
+        if not 0.0 <= location_dropout <= 1.0:
+            raise ValueError(f"location_dropout={location_dropout!r} must lie in [0, 1]")
+        self.location_dim = location_dim
+        r = self.reserved_dims
+        pos = sincos_positions(
+            grid, embed_dim - r, f"embed_dim - {r} = {embed_dim - r} (embed_dim={embed_dim})"
+        )
+        dec = sincos_positions(
+            grid,
+            decoder_embed_dim - r,
+            f"decoder_embed_dim - {r} = {decoder_embed_dim - r} (decoder_embed_dim={decoder_embed_dim})",
+        )
+        self.register_buffer("pos_embed", pos, persistent=False)
+        self.register_buffer("decoder_pos_embed", dec, persistent=False)
+
+    @property
+    def prefix_tokens(self) -> int:
+        """How many tokens `prefix` prepends to the encoder sequence."""
+        return 0
+
+    def init_weights(self) -> None:
+        """Called after the MAE's own (xavier) initialisation of every Linear; the default keeps it."""
+
+    def location_parameters(self) -> list[nn.Parameter]:
+        """Every parameter of an injection exists only to carry the location signal."""
+        return list(self.parameters())
+
+    def condition(
+        self, batch_size: int, location: Tensor | None, time: Tensor | None, generator: torch.Generator | None
+    ):
+        """What the other hooks need from the chips' locations (and times); once per forward pass.
+
+        ``location`` is ``(B, location_dim)`` (checked by the MAE) or None without one; ``generator``
+        is the one the MAE masks with (None: the global torch RNG)."""
+        return None
+
+    def encoder_positions(self, cond) -> Tensor:
+        return self.pos_embed
+
+    def decoder_positions(self, cond) -> Tensor:
+        return self.decoder_pos_embed
+
+    def prefix(self, cond) -> Tensor | None:
+        return None
+
+    def after_block(self, index: int, x: Tensor, cond) -> Tensor:
+        return x
+
+    def extra_repr(self) -> str:
+        return f"location_dim={self.location_dim}"
+
+
+class _Projected(Injection):
+    """``Linear(location_dim, embed_dim)`` of the location vector, or nothing without one."""
+
+    def __init__(self, *, location_dim: int, embed_dim: int, **kwargs) -> None:
+        super().__init__(location_dim=location_dim, embed_dim=embed_dim, **kwargs)
+        self.proj = nn.Linear(location_dim, embed_dim) if location_dim > 0 else None
+
+    def condition(self, batch_size, location, time, generator):
+        return None if self.proj is None else self.proj(location)
+
+
+class AddInjection(_Projected):
+    name = "add"
+
+    def encoder_positions(self, cond):
+        return self.pos_embed if cond is None else self.pos_embed + cond[:, None, :]
+
+
+class TokenInjection(_Projected):
+    name = "token"
+
+    @property
+    def prefix_tokens(self) -> int:
+        return 0 if self.proj is None else 1
+
+    def prefix(self, cond):
+        return None if cond is None else cond[:, None, :]
+
+
+class FiLMInjection(_Projected):
+    name = "film"
+
+    def __init__(self, *, location_dim: int, embed_dim: int, depth: int, **kwargs) -> None:
+        super().__init__(location_dim=location_dim, embed_dim=embed_dim, depth=depth, **kwargs)
+        self.film = (
+            nn.ModuleList(nn.Linear(embed_dim, 2 * embed_dim) for _ in range(depth))
+            if location_dim > 0
+            else None
+        )
+
+    def init_weights(self) -> None:
+        if self.film is not None:  # γ = β = 0: every block starts as the plain MAE's
+            for layer in self.film:
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def condition(self, batch_size, location, time, generator):
+        return None if self.proj is None else F.silu(self.proj(location))
+
+    def after_block(self, index, x, cond):
+        if cond is None:
+            return x
+        gamma, beta = self.film[index](cond).chunk(2, dim=-1)
+        return x * (1 + gamma[:, None, :]) + beta[:, None, :]
+
+
+class ClayV1Injection(Injection):
+    name = "clay_v1"
+    reserved_dims = CLAY_V1_TIME_DIMS + CLAY_V1_LOCATION_DIMS
+
+    def __init__(
+        self,
+        *,
+        location_dim: int,
+        embed_dim: int,
+        decoder_embed_dim: int,
+        location_dropout: float = 0.2,
+        location_projection: str = "auto",
+        location_is_clay_latlon: bool = False,
+        **kwargs,
+    ) -> None:
+        r = self.reserved_dims
+        for key, width in (("embed_dim", embed_dim), ("decoder_embed_dim", decoder_embed_dim)):
+            if width < r + 4 or (width - r) % 4:
+                raise ValueError(
+                    f"injection=clay_v1 needs {key} >= {r + 4} with {key} - {r} a multiple of 4 (the "
+                    f"last {r} dims carry time and location, the rest the 2-D sin/cos positions), "
+                    f"got {key}={width}"
+                )
+        super().__init__(
+            location_dim=location_dim,
+            embed_dim=embed_dim,
+            decoder_embed_dim=decoder_embed_dim,
+            location_dropout=location_dropout,
+            location_projection=location_projection,
+            location_is_clay_latlon=location_is_clay_latlon,
+            **kwargs,
+        )
+        self.location_dropout = location_dropout
+        if location_projection == "auto":
+            location_projection = "identity" if location_is_clay_latlon else "linear"
+        if location_projection == "identity" and location_dim not in (0, CLAY_V1_LOCATION_DIMS):
+            raise ValueError(
+                f"location_projection='identity' packs the location vector as it is into "
+                f"{CLAY_V1_LOCATION_DIMS} dims, but the encoding gives {location_dim}; use 'linear' "
+                f"(or 'auto')"
+            )
+        self.projection = location_projection if location_dim > 0 else "none"
+        self.proj = nn.Linear(location_dim, CLAY_V1_LOCATION_DIMS) if self.projection == "linear" else None
+
+    def condition(self, batch_size, location, time, generator):
+        """``(B, 8)`` = ``[time (4), location (4)]``, zeroed for the dropped chips in training."""
+        ref, b = self.pos_embed, batch_size
+        if time is None:
+            time = ref.new_zeros(b, CLAY_V1_TIME_DIMS)
+        elif tuple(time.shape) != (b, CLAY_V1_TIME_DIMS):
+            raise ValueError(
+                f"time must have shape ({b}, {CLAY_V1_TIME_DIMS}) = [sin week, cos week, sin hour, "
+                f"cos hour] (see clay_v1_time), got {tuple(time.shape)}"
+            )
+        if self.projection == "none":
+            loc = ref.new_zeros(b, CLAY_V1_LOCATION_DIMS)
+        elif self.projection == "identity":
+            loc = location
+        else:
+            loc = self.proj(location)
+        meta = torch.cat([time.to(ref.dtype), loc.to(ref.dtype)], dim=-1)
+        if self.training and self.location_dropout > 0:
+            draw = torch.rand(b, device=meta.device, generator=generator)
+            meta = meta * (draw >= self.location_dropout).to(meta.dtype)[:, None]
+        return meta
+
+    def _with_meta(self, pos: Tensor, meta: Tensor) -> Tensor:
+        b, n = meta.shape[0], pos.shape[1]
+        return torch.cat([pos.expand(b, -1, -1), meta[:, None, :].expand(-1, n, -1)], dim=-1)
+
+    def encoder_positions(self, cond):
+        return self._with_meta(self.pos_embed, cond)
+
+    def decoder_positions(self, cond):
+        return self._with_meta(self.decoder_pos_embed, cond)
+
+    def extra_repr(self) -> str:
+        return (
+            f"location_dim={self.location_dim}, projection={self.projection}, "
+            f"location_dropout={self.location_dropout}"
+        )
+
+
+#: `injection=` name -> class; the order is the one error messages list.
+INJECTIONS: dict[str, type[Injection]] = {
+    cls.name: cls for cls in (AddInjection, TokenInjection, ClayV1Injection, FiLMInjection)
+}
+INJECTION_CHOICES = tuple(INJECTIONS)
+
+
+def build_injection(name: str, **kwargs) -> Injection:
+    """The injection called ``name``; a bad name fails here, listing the choices."""
+    if name not in INJECTIONS:
+        raise ValueError(f"injection={name!r} is not one of {list(INJECTION_CHOICES)}")
+    return INJECTIONS[name](**kwargs)
