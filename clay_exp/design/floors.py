@@ -392,59 +392,69 @@ def linear_floors(
             f"eval_chips={eval_chips} needs at least 2 chips per mask (masks_count={masks_count})"
         )
     fit, ev = _chips(world, 0, fit_chips), _chips(world, fit_chips, eval_chips)
-    specs: list[tuple[str, bool]] = [("none", False)] + ([("location", True)] if features else [])
     xf = patchify(fit["image"].double(), patch_size)
     xe = patchify(ev["image"].double(), patch_size)
     lp, dim = xf.shape[1], xf.shape[2]
+    if features is not None:
+        phi_f = features(world, fit["lat"], fit["lon"]).double()
+        phi_e = features(world, ev["lat"], ev["lon"]).double()
+    else:
+        phi_f, phi_e = xf.new_zeros(fit_chips, 0), xe.new_zeros(eval_chips, 0)
+    # Joint moments of [raw pixels, normalised pixels, features], once for both floors (only the
+    # blocks a prediction needs); the products in float32 (centred data: ample), the solves in float64.
+    raw_f, nrm_f = xf.flatten(1), normalise_patches(xf).flatten(1)
+    mean_x, mean_n, mean_phi = raw_f.mean(0), nrm_f.mean(0), phi_f.mean(0)
+    inputs = torch.cat([raw_f - mean_x, phi_f - mean_phi], dim=1).float()
+    denom = fit_chips - 1
+    c_in_in = (inputs.T @ inputs).double() / denom  # (P + F, P + F)
+    c_x_in = (inputs[:, : lp * dim].T @ inputs).double() / denom
+    c_n_in = ((nrm_f - mean_n).float().T @ inputs).double() / denom
+    del inputs
+    nrm_e, raw_e = normalise_patches(xe).flatten(1), xe.flatten(1)
+    e_all = torch.cat([raw_e - mean_x, phi_e - mean_phi], dim=1)
     g = torch.Generator().manual_seed(seed)
     masks = random_masks(masks_count, lp, mask_ratio, g)
     group = torch.arange(eval_chips) % masks_count
-    floors = []
-    for name, use_features in specs:
-        if use_features and features is not None:
-            phi_f = features(world, fit["lat"], fit["lon"]).double()
-            phi_e = features(world, ev["lat"], ev["lon"]).double()
-        else:
-            phi_f, phi_e = xf.new_zeros(fit_chips, 0), xe.new_zeros(eval_chips, 0)
-        # Joint moments of [raw pixels, normalised pixels, features] (only the blocks needed).
-        raw_f, nrm_f = xf.flatten(1), normalise_patches(xf).flatten(1)
-        mean_x, mean_n, mean_phi = raw_f.mean(0), nrm_f.mean(0), phi_f.mean(0)
-        cx, cn, cphi = raw_f - mean_x, nrm_f - mean_n, phi_f - mean_phi
-        inputs = torch.cat([cx, cphi], dim=1)
-        denom = fit_chips - 1
-        c_in_in = inputs.T @ inputs / denom  # (P + F, P + F)
-        c_x_in, c_n_in = cx.T @ inputs / denom, cn.T @ inputs / denom
+    pix_patch = torch.arange(lp * dim) // dim
+    specs = [("none", 0)] + ([("location", phi_f.shape[1])] if phi_f.shape[1] else [])
+    errors: dict[str, tuple[Tensor, Tensor]] = {}
+    for name, n_features in specs:
         raw_err = torch.zeros(eval_chips, dtype=torch.float64)
         nrm_err = torch.zeros(eval_chips, dtype=torch.float64)
-        nrm_e = normalise_patches(xe).flatten(1)
-        raw_e = xe.flatten(1)
-        pix_patch = torch.arange(lp * dim) // dim
         for k in range(masks_count):
             masked_pix = masks[k][pix_patch]
-            inp = torch.cat([torch.nonzero(~masked_pix).flatten(), lp * dim + torch.arange(phi_f.shape[1])])
+            inp = torch.cat([torch.nonzero(~masked_pix).flatten(), lp * dim + torch.arange(n_features)])
             tgt = torch.nonzero(masked_pix).flatten()
             sub = c_in_in[inp][:, inp]
             sub = sub + ridge * sub.diagonal().mean() * torch.eye(len(inp), dtype=torch.float64)
             chol = torch.linalg.cholesky(sub)
             rows = group == k
-            e_in = torch.cat([raw_e[rows] - mean_x, phi_e[rows] - mean_phi], dim=1)[:, inp]
-            a = torch.cholesky_solve(e_in.T, chol)  # (inputs, chips)
+            a = torch.cholesky_solve(e_all[rows][:, inp].T, chol)  # (inputs, chips)
             pred_x = mean_x[tgt][:, None] + c_x_in[tgt][:, inp] @ a
             pred_n = mean_n[tgt][:, None] + c_n_in[tgt][:, inp] @ a
             raw_err[rows] = ((raw_e[rows][:, tgt].T - pred_x) ** 2).mean(0)
             nrm_err[rows] = ((nrm_e[rows][:, tgt].T - pred_n) ** 2).mean(0)
-        # Cluster (mask) standard errors: chips sharing a mask are not independent draws of masks.
-        raw_means = torch.stack([raw_err[group == k].mean() for k in range(masks_count)])
-        nrm_means = torch.stack([nrm_err[group == k].mean() for k in range(masks_count)])
-        raw, raw_se = _mean_se(raw_means)
-        loss, loss_se = _mean_se(nrm_means) if norm_pix_loss else (raw, raw_se)
+        errors[name] = (raw_err, nrm_err)
+
+    def cluster_mean_se(per_chip: Tensor) -> tuple[float, float]:
+        # Chips sharing a mask are not independent draws of masks: the masks are the clusters.
+        return _mean_se(torch.stack([per_chip[group == k].mean() for k in range(masks_count)]))
+
+    floors = []
+    for name, n_features in specs:
+        raw_err, nrm_err = errors[name]
+        loss_err = nrm_err if norm_pix_loss else raw_err
+        raw, raw_se = cluster_mean_se(raw_err)
+        loss, loss_se = cluster_mean_se(loss_err)
+        gap, gap_se = cluster_mean_se(errors["none"][1 if norm_pix_loss else 0] - loss_err)
+        n_inputs = lp * dim - int(masks[0].sum()) * dim + n_features
         floors.append(
             Floor(
                 name=name,
                 estimator=(
                     f"best linear predictor fitted on {fit_chips} chips, "
-                    f"{'visible pixels + location features' if use_features else 'visible pixels'} "
-                    f"({inp.numel()} inputs): an upper bound"
+                    f"{'visible pixels + location features' if n_features else 'visible pixels'} "
+                    f"({n_inputs} inputs): an upper bound"
                 ),
                 known_levels=None,
                 chips=eval_chips,
@@ -453,7 +463,12 @@ def linear_floors(
                 raw_mc_se=raw_se,
                 loss_mc=loss,
                 loss_mc_se=loss_se,
-                extra={"inputs": float(inp.numel()), "features": float(phi_f.shape[1])},
+                extra={
+                    "gap_from_first": gap,
+                    "gap_from_first_se": gap_se,
+                    "inputs": float(n_inputs),
+                    "features": float(n_features),
+                },
             )
         )
     return floors
