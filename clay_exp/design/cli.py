@@ -23,7 +23,7 @@ from clay_exp.design.coverage import (
     expected_uniform_coverage,
     level_alignment,
 )
-from clay_exp.design.floors import FloorReport, floors_from_config
+from clay_exp.design.floors import FloorReport, floors_from_config, memorised_level_floor, world_from_config
 
 
 def _pm(value: float | None, se: float | None = None, digits: int = 4) -> str:
@@ -87,6 +87,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--site-zoom", type=int, default=6)
     p.add_argument("--no-floors", action="store_true", help="coverage only (no chips generated)")
+    p.add_argument("--max-memorised-tiles", type=int, default=1024, help="levels to test for memorising")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -110,6 +111,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         result["floors"] = report.to_dict()
         sections.append(floors_markdown(report))
+        if report.world == "HierarchicalWorld":
+            # Levels with few tiles: a none model can memorise their vectors and recognise them.
+            world = world_from_config(cfg, length=min(args.chips, 512))
+            bb = cfg.model.backbone
+            memo = {}
+            for z in (z for z in world_levels if z > 0 and 4**z <= args.max_memorised_tiles):
+                memo[z] = memorised_level_floor(
+                    world, int(bb.patch_size), float(bb.mask_ratio), z, chips=len(world), seed=args.seed
+                )
+            result["memorised_none"] = memo
+            if memo:
+                sections.append(
+                    "None with the level's tile vectors memorised (raw MSE, mixture posterior; "
+                    "compare the Gaussian rows' raw column): "
+                    + ", ".join(
+                        f"z{z}: {m['raw']:.4f} ± {m['raw_se']:.4f} (posterior on true tile "
+                        f"{m['posterior_on_true_tile']:.2f})"
+                        for z, m in memo.items()
+                    )
+                )
     sets = coverage_sets_from_config(cfg, zooms)
     n_train = int(cfg.data.train_size)
     result["coverage"] = {name: [c.to_dict() for c in levels] for name, levels in sets.items()}

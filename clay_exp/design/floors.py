@@ -329,6 +329,65 @@ def hierarchical_floors(
     return floors
 
 
+def memorised_level_floor(
+    world: HierarchicalWorld,
+    patch_size: int,
+    mask_ratio: float,
+    level: int,
+    chips: int = 512,
+    seed: int = 0,
+    max_tiles: int = 4096,
+) -> dict[str, float]:
+    """Raw-pixel loss of a *none* predictor that has memorised the world's factor vectors at `level`.
+
+    The Gaussian floors treat each tile's factors as fresh draws; but a level with few tiles (z2: 16
+    vectors) is a fixed finite set a model without location can learn, then recognise from the
+    visible pixels. This is the Bayes predictor for that: a mixture over the level's tiles (prior:
+    their share of the sphere), the other unknown levels Gaussian as before, zoom-0 levels known.
+    Returns the mean raw MSE over `chips` real chips with its standard error, and the mean posterior
+    weight on each chip's true tile (how well the visible pixels identify the tile).
+    """
+    from clay_exp.design.coverage import row_area_shares
+
+    model = LinearGaussianWorld(world, patch_size)
+    if level == 0 or level not in model.levels:
+        raise ValueError(f"level={level} must be a non-zero level of the world ({model.levels})")
+    n = 2**level
+    if n * n > max_tiles:
+        raise ValueError(f"level z{level} has {n * n} tiles (> max_tiles={max_tiles}): too many to enumerate")
+    tx, ty = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    tx, ty = tx.flatten(), ty.flatten()
+    lon = 360.0 * (tx.double() + 0.5) / n - 180.0
+    lat = torch.rad2deg(torch.atan(torch.sinh(math.pi * (1 - 2 * (ty.double() + 0.5) / n))))
+    cand = world.tile_factors(lat, lon)[:, model.levels.index(level)].double()  # (T, d)
+    log_prior = torch.log(row_area_shares(level)[ty] * n)
+    known_cols, unknown = model._split([])
+    lev_cols = model.columns([level])
+    rest = torch.tensor([c for c in unknown.tolist() if c not in set(lev_cols.tolist())], dtype=torch.int64)
+    masks = random_masks(chips, model.num_patches, mask_ratio, torch.Generator().manual_seed(seed))
+    batch = world[list(range(chips))]
+    x = patchify(batch["image"].double(), patch_size)
+    f = batch["latents"].double()
+    a, vn = model.design, model.noise_var
+    errors, on_true = [], []
+    for i in range(chips):
+        vis, msk = ~masks[i], masks[i]
+        r = x[i] - torch.einsum("pdk,k->pd", a[:, :, known_cols], f[i, known_cols])
+        av_l, am_l = a[vis][:, :, lev_cols].flatten(0, 1), a[msk][:, :, lev_cols].flatten(0, 1)
+        av_r, am_r = a[vis][:, :, rest].flatten(0, 1), a[msk][:, :, rest].flatten(0, 1)
+        cov = vn * torch.eye(len(av_l), dtype=torch.float64) + av_r @ av_r.T
+        chol = torch.linalg.cholesky(cov + 1e-10 * torch.eye(len(cov), dtype=torch.float64))
+        res = r[vis].flatten()[None, :] - cand @ av_l.T  # (T, P_v)
+        sol = torch.cholesky_solve(res.T, chol)  # (P_v, T)
+        weights = torch.softmax(-0.5 * (res.T * sol).sum(0) + log_prior, dim=0)
+        pred = weights @ (cand @ am_l.T + (av_r.T @ sol).T @ am_r.T)  # mixture of posterior means
+        errors.append(((r[msk].flatten() - pred) ** 2).mean())
+        true_tile = (cand - f[i, lev_cols]).norm(dim=1).argmin()
+        on_true.append(weights[true_tile])
+    mean, se = _mean_se(torch.stack(errors))
+    return {"raw": mean, "raw_se": se, "posterior_on_true_tile": torch.stack(on_true).mean().item()}
+
+
 # -- other worlds: the best linear predictor, fitted ---------------------------------------------------
 def location_features(world: Any, lat: Tensor, lon: Tensor) -> Tensor:
     """The world's true per-chip location information as features (B, F), for the linear floors.

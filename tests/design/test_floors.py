@@ -16,6 +16,7 @@ from clay_exp.design.floors import (
     level_subsets,
     linear_floors,
     location_features,
+    memorised_level_floor,
     normalise_patches,
     patchify,
     random_masks,
@@ -144,3 +145,24 @@ def test_command_writes_floors_and_coverage(tmp_path, capsys):
     assert result["zooms"] == [0, 5, 10, 15]
     assert result["coverage"]["val"][0]["occupied"] == 1
     assert "| location |" in capsys.readouterr().out
+
+
+def test_memorising_a_coarse_level_lies_between_its_gaussian_floors():
+    # 16 z2 tile vectors: a predictor that knows them recognises the tile from the visible pixels.
+    world = HierarchicalWorld(
+        length=256,
+        split="val",
+        bands=2,
+        chip_size=16,
+        levels=(2, 6),
+        level_shares=(0.3, 0.3),
+        noise_share=0.4,
+    )
+    memo = memorised_level_floor(world, 4, 0.875, 2, chips=256)
+    model = LinearGaussianWorld(world, 4)
+    masks = random_masks(256, model.num_patches, 0.875, torch.Generator().manual_seed(0))  # the same masks
+    none, z2_known = model.closed_form_raw([], masks).mean(), model.closed_form_raw([2], masks).mean()
+    assert z2_known - 4 * memo["raw_se"] < memo["raw"] < none - 4 * memo["raw_se"]
+    assert 1 / 16 < memo["posterior_on_true_tile"] <= 1
+    with pytest.raises(ValueError, match="too many"):
+        memorised_level_floor(world, 4, 0.875, 6, max_tiles=1024)
