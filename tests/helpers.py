@@ -93,3 +93,24 @@ class RecordBatchIndices(L.Callback):
         path.write_text(
             json.dumps({"rank": trainer.global_rank, "world_size": trainer.world_size, "seen": self.seen})
         )
+
+
+def run_script(script: str, *args: str, timeout: float = 600) -> str:
+    """Run ``python scripts/<script> <args>`` from the repository root, as the README does, on one
+    thread; fail with its stderr when it exits non-zero; return its stdout."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"{script} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    return proc.stdout
