@@ -79,7 +79,7 @@ def cases(names: list[str], sh_degrees: list[int]) -> list[tuple[str, str, list[
 
 
 def mae_tiny_step_ms(device: torch.device, batch_size: int, steps: int) -> dict[str, float]:
-    """One mae_tiny training step with no encoding (scripts/benchmark.py's plain loop), best and median."""
+    """One mae_tiny training step with no encoding (clay_exp.benchmarking.train_steps), best and median."""
     overrides = ["encoding=none", f"data.batch_size={batch_size}"]
     cfg = compose_config(["logger=csv", *overrides], "/tmp/clay_exp_benchmark_encodings")
     module = build_module(cfg)

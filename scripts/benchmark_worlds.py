@@ -41,7 +41,7 @@ WORLDS = [
 
 
 def mae_step_ms(steps: int) -> float:
-    """Milliseconds per mae_tiny training step (sincos encoding) at batch 64: scripts/benchmark.py's loop."""
+    """Milliseconds per mae_tiny training step (sincos encoding) at batch 64 (benchmarking.train_steps)."""
     cfg = compose_config(["logger=csv"], ROOT / "logs")
     module = build_module(cfg)
     times = train_steps(module, make_optimizer(module), train_batches(cfg, steps + 3), torch.device("cpu"), 3)
