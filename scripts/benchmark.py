@@ -11,98 +11,35 @@ the Lightning loop <= 1.10x a plain PyTorch loop doing the same steps.
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import platform
-import resource
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from hydra.utils import instantiate
 
+from clay_exp.benchmarking import (
+    best_of_rounds,
+    fmt,
+    interleaved_rounds,
+    machine,
+    make_optimizer,
+    markdown_table,
+    peak_memory_mb,
+    reason,
+    sync,
+    torch_threads,
+    train_batches,
+    train_steps,
+    world_throughput,
+    write_json,
+)
 from clay_exp.config import compose_config, config_options
 from clay_exp.encodings.catalog import required_overrides
 from clay_exp.train import build_module
 
 TARGETS = {"encoding_overhead": 1.05, "data_speedup": 10.0, "lightning_overhead": 1.10}
-
-
-def machine() -> dict[str, Any]:
-    info = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
-        "cores": torch.get_num_threads(),
-        "device": "cpu",
-    }
-    if torch.cuda.is_available():
-        info["device"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def train_batches(cfg: Any, count: int) -> list[dict[str, Any]]:
-    """The first `count` training batches of the config's world (generated once, reused in rounds)."""
-    dm = instantiate(cfg.data)
-    dm.setup("fit")
-    it = iter(dm.train_dataloader())
-    return [next(it) for _ in range(count)]
-
-
-def reason(error: BaseException) -> str:
-    """The innermost error's first line (Hydra wraps an encoding's or world's own message)."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:200]
-
-
-def train_steps(
-    module: L.LightningModule,
-    optimizer: torch.optim.Optimizer,
-    batches: list[dict[str, Any]],
-    device: torch.device,
-    warmup: int,
-) -> list[float]:
-    """Seconds per plain PyTorch training step (forward, backward, optimizer step), after `warmup`."""
-    times = []
-    for i, batch in enumerate(batches):
-        sync(device)
-        t0 = time.perf_counter()
-        loss = module(to_device(batch, device))
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return times
-
-
-def make_optimizer(module: L.LightningModule) -> torch.optim.Optimizer:
-    """AdamW over the module's own parameter groups (the encoding's included, e.g. fused tables)."""
-    return torch.optim.AdamW([{k: v for k, v in g.items() if k != "lr_scale"} for g in module.param_groups()])
 
 
 def bench_encodings(names: list[str], args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
@@ -126,15 +63,15 @@ def bench_encodings(names: list[str], args: argparse.Namespace, device: torch.de
             rows[name].update(world=world, encoding_params=module.parameter_counts()["encoding"])
         except Exception as error:  # an optional extra not installed, ...
             rows[name]["skipped"] = reason(error)
-    for _ in range(args.rounds):
-        for name, (module, optimizer, batches) in setups.items():
-            median = statistics.median(train_steps(module, optimizer, batches, device, args.warmup))
-            rows[name].setdefault("round_ms", []).append(1e3 * median)
-    for r in rows.values():
-        if "round_ms" in r:
-            r["step_ms"] = min(r["round_ms"])
-            # how much the same measurement moves between rounds: differences below it are noise
-            r["round_spread"] = max(r["round_ms"]) / r["step_ms"] - 1
+
+    def median_step_ms(module: L.LightningModule, optimizer: torch.optim.Optimizer, batches: list) -> float:
+        return 1e3 * statistics.median(train_steps(module, optimizer, batches, device, args.warmup))
+
+    measures = {name: (lambda setup=setup: median_step_ms(*setup)) for name, setup in setups.items()}
+    for name, round_ms in interleaved_rounds(measures, args.rounds).items():
+        # the spread: how much the same measurement moves between rounds; differences below it are noise
+        rows[name]["round_ms"] = round_ms
+        rows[name]["step_ms"], rows[name]["round_spread"] = best_of_rounds(round_ms)
     base = rows.get("none", {}).get("step_ms")
     for r in rows.values():
         if "step_ms" in r:
@@ -145,29 +82,11 @@ def bench_encodings(names: list[str], args: argparse.Namespace, device: torch.de
     return list(rows.values())
 
 
-def world_throughput(overrides: list[str], batches: int, batch_size: int = 64) -> dict[str, float]:
-    """Set-up time and chips per second of a world's training DataLoader, read in this process."""
-    size = [f"data.batch_size={batch_size}", f"data.train_size={batch_size * (batches + 1)}"]
-    cfg = compose_config(["logger=csv", *overrides, *size], "/tmp/clay_exp_benchmark")
-    started = time.perf_counter()
-    dm = instantiate(cfg.data)
-    dm.setup("fit")
-    it = iter(dm.train_dataloader())
-    next(it)  # start-up (file opening, caches)
-    setup_s = time.perf_counter() - started
-    started = time.perf_counter()
-    chips = sum(next(it)["image"].shape[0] for _ in range(batches))
-    elapsed = time.perf_counter() - started
-    return {"setup_s": setup_s, "samples_per_s": chips / elapsed, "ms_per_batch": 1e3 * elapsed / batches}
-
-
 def bench_worlds(
     names: list[str], args: argparse.Namespace, model_rate: float | None
 ) -> list[dict[str, Any]]:
     rows = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one core, as one DataLoader worker would have
-    try:
+    with torch_threads(1):  # one core, as one DataLoader worker would have
         for name in names:
             row: dict[str, Any] = {"world": name}
             try:
@@ -180,8 +99,6 @@ def bench_worlds(
             except Exception as error:  # e.g. geotiff without files: scripts/make_demo_geotiffs.py
                 row["skipped"] = reason(error)
             rows.append(row)
-    finally:
-        torch.set_num_threads(threads)
     return rows
 
 
@@ -215,18 +132,7 @@ def _lightning_steps(cfg: Any, loader: Any, device: torch.device, warmup: int) -
 def _plain_steps(cfg: Any, loader: Any, device: torch.device, warmup: int) -> list[float]:
     L.seed_everything(0)
     module = build_module(cfg).to(device).train()
-    optimizer = make_optimizer(module)
-    starts = []
-    for batch in loader:
-        sync(device)
-        starts.append(time.perf_counter())
-        loss = module(to_device(batch, device))
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    sync(device)
-    starts.append(time.perf_counter())
-    return [b - a for a, b in zip(starts[warmup:], starts[warmup + 1 :], strict=False)]
+    return train_steps(module, make_optimizer(module), loader, device, warmup, whole_steps=True)
 
 
 def bench_lightning(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
@@ -239,33 +145,20 @@ def bench_lightning(args: argparse.Namespace, device: torch.device) -> dict[str,
     cfg = compose_config(["logger=csv", "encoding=sincos", *overrides], "/tmp/clay_exp_benchmark_pl")
     dm = instantiate(cfg.data)
     dm.setup("fit")
-    pl_ms = plain_ms = math.inf
-    for _ in range(args.rounds):
-        plain_ms = min(
-            plain_ms, 1e3 * statistics.median(_plain_steps(cfg, dm.train_dataloader(), device, args.warmup))
+    measures = {
+        name: lambda steps=steps: (
+            1e3 * statistics.median(steps(cfg, dm.train_dataloader(), device, args.warmup))
         )
-        pl_ms = min(
-            pl_ms, 1e3 * statistics.median(_lightning_steps(cfg, dm.train_dataloader(), device, args.warmup))
-        )
+        for name, steps in (("plain", _plain_steps), ("lightning", _lightning_steps))
+    }
+    rounds = interleaved_rounds(measures, args.rounds)
+    plain_ms, pl_ms = min(rounds["plain"]), min(rounds["lightning"])
     return {
         "lightning_step_ms": pl_ms,
         "plain_step_ms": plain_ms,
         "ratio": pl_ms / plain_ms,
         "meets_target": pl_ms / plain_ms <= TARGETS["lightning_overhead"],
     }
-
-
-def fmt(v: Any, spec: str = ".1f") -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "NO"
-    return format(v, spec) if isinstance(v, float) else str(v)
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def print_tables(report: dict[str, Any]) -> None:
@@ -341,9 +234,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default="logs/benchmark.json")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    with torch_threads(args.threads):  # restored after: main() may run inside another program
+        report = run(args, device)
+    print_tables(report)
+    print(f"\nwritten: {write_json(args.out, report)}")
+    return report
 
+
+def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     encodings = bench_encodings(args.encodings or config_options("encoding"), args, device)
     model_rate = next(
         (r["samples_per_s"] for r in encodings if r["encoding"] == "none" and "samples_per_s" in r), None
@@ -361,11 +259,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "lightning": bench_lightning(args, device),
         "peak_memory_mb": peak_memory_mb(device),
     }
-    print_tables(report)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\nwritten: {out}")
     return report
 
 

@@ -16,24 +16,24 @@ time least disturbed by other jobs on a shared machine; JSON has the medians too
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
-
-from benchmark import machine, make_optimizer, sync, train_batches, train_steps  # noqa: E402 - scripts/benchmark.py
-
-from clay_exp.config import compose_config  # noqa: E402
-from clay_exp.encodings.catalog import build_encoding, encoding_names  # noqa: E402
-from clay_exp.train import build_module  # noqa: E402
+from clay_exp.benchmarking import (
+    machine,
+    make_optimizer,
+    summary,
+    time_calls,
+    torch_threads,
+    train_batches,
+    train_steps,
+    write_json,
+)
+from clay_exp.config import compose_config
+from clay_exp.encodings.catalog import build_encoding, encoding_names
+from clay_exp.train import build_module
 
 TARGET_SHARE_OF_STEP = 0.05
 
@@ -46,21 +46,7 @@ def sphere_points(n: int, device: torch.device, seed: int = 0) -> dict[str, torc
 
 
 def timings_ms(fn: Callable[[], None], device: torch.device, repeats: int, warmup: int = 2) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(1e3 * (time.perf_counter() - t0))
-    return times
-
-
-def summary(times_ms: list[float]) -> dict[str, float]:
-    """Best and median of repeated timings; the table shows the best (least disturbed by other jobs)."""
-    return {"best": min(times_ms), "median": statistics.median(times_ms)}
+    return [1e3 * t for t in time_calls(fn, repeats, warmup, device)]
 
 
 def forward_backward(enc: torch.nn.Module, batch: dict[str, torch.Tensor]) -> Callable[[], None]:
@@ -93,7 +79,7 @@ def cases(names: list[str], sh_degrees: list[int]) -> list[tuple[str, str, list[
 
 
 def mae_tiny_step_ms(device: torch.device, batch_size: int, steps: int) -> dict[str, float]:
-    """One mae_tiny training step with no encoding (scripts/benchmark.py's plain loop), best and median."""
+    """One mae_tiny training step with no encoding (clay_exp.benchmarking.train_steps), best and median."""
     overrides = ["encoding=none", f"data.batch_size={batch_size}"]
     cfg = compose_config(["logger=csv", *overrides], "/tmp/clay_exp_benchmark_encodings")
     module = build_module(cfg)
@@ -179,16 +165,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default="logs/benchmark_encodings.json")
     args = parser.parse_args(argv)
     devices = args.devices or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads or threads)
-    try:
+    with torch_threads(args.threads):  # restored after: main() may run inside another program
         report = run(args, devices)
-    finally:
-        torch.set_num_threads(threads)  # main() may run inside another program (the tests)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\nwritten: {out}")
+    print(f"\nwritten: {write_json(args.out, report)}")
     return report
 
 

@@ -24,12 +24,7 @@ machine one thread gives the steadiest numbers); CPU time is reported beside wal
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
-import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,51 +32,17 @@ from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from clay_exp.benchmarking import interleaved_rounds, machine, torch_threads, wall_and_cpu_ms, write_json
+from clay_exp.config import CONFIG_DIR, compose_config
+from clay_exp.encodings.hierarchical import HierarchicalTileEncoding
+from clay_exp.tiles import MERCATOR_MAX_LAT
+from clay_exp.train import build_module
 
-from clay_exp.config import compose_config  # noqa: E402
-from clay_exp.encodings.hierarchical import HierarchicalTileEncoding  # noqa: E402
-from clay_exp.tiles import MERCATOR_MAX_LAT  # noqa: E402
-from clay_exp.train import build_module  # noqa: E402
+ROOT = CONFIG_DIR.parent
 
 BATCH = 64
 DIM = 16
 MAX_ROWS = 2**16
-
-
-def machine() -> dict[str, Any]:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo") if line.startswith("model name")),
-        platform.processor() or "unknown",
-    )
-    return {
-        "description": f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu}), torch {torch.__version__}, "
-        + (f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU"),
-        "torch_threads": torch.get_num_threads(),
-        "load_average": list(os.getloadavg()),
-        "python": platform.python_version(),
-    }
-
-
-def _read(path: str) -> list[str]:
-    try:
-        return Path(path).read_text().splitlines()
-    except OSError:
-        return []
-
-
-def timed(fn: Callable[[], object], repeats: int, warmup: int = 3) -> dict[str, float]:
-    """Median wall and CPU milliseconds of `fn` over `repeats` calls."""
-    for _ in range(warmup):
-        fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        w, c = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - w)
-        cpu.append(time.process_time() - c)
-    return {"wall_ms": 1e3 * statistics.median(wall), "cpu_ms": 1e3 * statistics.median(cpu)}
 
 
 def uniform_points(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,7 +88,7 @@ def zoom_sweep(zooms: list[int], dense_limit_gib: float, repeats: int) -> list[d
                 enc.zero_grad(set_to_none=True)
                 enc(batch).sum().backward()
 
-            row.update(timed(forward_backward, repeats))
+            row.update(wall_and_cpu_ms(forward_backward, repeats))
             rows.append(row)
             del enc
     return rows
@@ -163,13 +124,14 @@ def training_step_share(repeats: int) -> list[dict[str, Any]]:
         steps[encoding, fused] = step
         modules[encoding, fused] = (module, optimizer, clip)
     # Interleaved rounds, so that load from elsewhere on a shared machine hits every variant alike.
-    samples = {key: {"wall_ms": [], "cpu_ms": []} for key in steps}
-    for _ in range(repeats):
-        for key, step in steps.items():
-            one = timed(step, repeats=1, warmup=0 if samples[key]["wall_ms"] else 3)
-            for k, v in one.items():
-                samples[key][k].append(v)
-    step_ms = {key: {k: statistics.median(v) for k, v in s.items()} for key, s in samples.items()}
+    for step in steps.values():
+        for _ in range(3):  # warm-up
+            step()
+    measures = {
+        key: (lambda step=step: wall_and_cpu_ms(step, repeats=1, warmup=0)) for key, step in steps.items()
+    }
+    rounds = interleaved_rounds(measures, repeats)
+    step_ms = {key: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for key, rs in rounds.items()}
 
     results = []
     for (encoding, fused), (module, optimizer, clip) in modules.items():
@@ -181,13 +143,13 @@ def training_step_share(repeats: int) -> list[dict[str, Any]]:
             encoder.zero_grad(set_to_none=True)
             encoder(batch).sum().backward()
 
-        parts = {"forward_backward": timed(encoding_forward_backward, repeats)}
+        parts = {"forward_backward": wall_and_cpu_ms(encoding_forward_backward, repeats)}
         # The optimizer's work on the encoding's own groups alone (same optimizer class and settings).
         enc_groups = [g for g in optimizer.param_groups if str(g.get("name", "")).startswith("encoding")]
         enc_optimizer = type(optimizer)([{**g} for g in enc_groups])
-        parts["optimizer_step"] = timed(enc_optimizer.step, repeats)
+        parts["optimizer_step"] = wall_and_cpu_ms(enc_optimizer.step, repeats)
         clip_encoding = lambda e=encoder, c=clip: torch.nn.utils.clip_grad_norm_(e.parameters(), c)  # noqa: E731
-        parts["clip"] = timed(clip_encoding, repeats)
+        parts["clip"] = wall_and_cpu_ms(clip_encoding, repeats)
         full, base = step_ms[encoding, fused], step_ms["none", True]
         results.append(
             {
@@ -270,8 +232,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.threads < 1:
         parser.error(f"--repeats={args.repeats} and --threads={args.threads} must be >= 1")
-    torch.set_num_threads(args.threads)
-    report = {
+    with torch_threads(args.threads):  # restored after: main() may run inside another program
+        report = run(args)
+    print_report(report)
+    print(f"\nwritten to {write_json(args.output, report)}")
+    return report
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    return {
         "benchmark": "hierarchical",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -280,11 +249,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "training_step": training_step_share(args.repeats),
         "collisions": collisions(args.collision_points),
     }
-    print_report(report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten to {args.output}")
-    return report
 
 
 if __name__ == "__main__":

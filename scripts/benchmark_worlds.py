@@ -10,22 +10,24 @@ batch of 64. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+from clay_exp.benchmarking import (
+    make_optimizer,
+    torch_threads,
+    train_batches,
+    train_steps,
+    world_throughput,
+    write_json,
+)
+from clay_exp.config import CONFIG_DIR, compose_config
+from clay_exp.train import build_module
 
-from benchmark import make_optimizer, train_batches, train_steps, world_throughput  # noqa: E402 - scripts/benchmark.py
-
-from clay_exp.config import compose_config  # noqa: E402
-from clay_exp.train import build_module  # noqa: E402
-
+ROOT = CONFIG_DIR.parent
 DEMO_GEOTIFFS = ROOT / "data" / "demo_geotiffs"
 #: (label, overrides) of the worlds measured.
 WORLDS = [
@@ -39,23 +41,28 @@ WORLDS = [
 
 
 def mae_step_ms(steps: int) -> float:
-    """Milliseconds per mae_tiny training step (sincos encoding) at batch 64: scripts/benchmark.py's loop."""
+    """Milliseconds per mae_tiny training step (sincos encoding) at batch 64 (benchmarking.train_steps)."""
     cfg = compose_config(["logger=csv"], ROOT / "logs")
     module = build_module(cfg)
     times = train_steps(module, make_optimizer(module), train_batches(cfg, steps + 3), torch.device("cpu"), 3)
     return 1000 * statistics.median(times)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--batches", type=int, default=30, help="timed batches per world")
     parser.add_argument("--steps", type=int, default=10, help="timed MAE steps")
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "benchmarks" / "worlds.json")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = parser.parse_args(argv)
+    with torch_threads(1):  # one core, as one DataLoader worker would have; restored after
+        payload = run(args)
+    print(f"\nwritten to {write_json(args.out, payload)}")
+    return payload
 
+
+def run(args: argparse.Namespace) -> dict:
     worlds = list(WORLDS)
     if any(DEMO_GEOTIFFS.glob("*.tif")):  # reading rasters rather than generating; for comparison
         worlds.append(("geotiff (demo rasters)", ["data=geotiff", f"data.paths={DEMO_GEOTIFFS}"]))
@@ -73,7 +80,7 @@ def main() -> None:
             f"{r['world']:<36} {r['samples_per_s']:>10.0f} {r['ms_per_batch']:>9.1f} "
             f"{r['times_faster_than_mae_tiny']:>7.1f} {r['setup_s']:>9.1f}"
         )
-    payload = {
+    return {
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, 1 thread",
         "torch": torch.__version__,
         "batch_size": 64,
@@ -81,9 +88,6 @@ def main() -> None:
         "mae_tiny_step_ms": step_ms,
         "worlds": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"\nwritten to {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,57 @@
-"""Test-only pieces that configs can point at (`+callbacks.x._target_=tests.helpers.X`)."""
+"""What several test modules share (no test module imports another), and test-only pieces that
+configs can point at (`+callbacks.x._target_=tests.helpers.X`)."""
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import lightning as L
+import pytest
+
+if TYPE_CHECKING:  # kept light: training runs import this module for its callbacks
+    from clay_exp.encodings.base import SpatialEncoding
+
+#: The repository root (subprocess tests run `train.py` and the scripts from here).
+ROOT = Path(__file__).resolve().parent.parent
+#: Overrides that make a training run take seconds: small batches, a one-block MAE, no bars.
+TINY = [
+    "data.batch_size=16",
+    "data.train_size=64",
+    "data.val_size=32",
+    "model.backbone.embed_dim=32",
+    "model.backbone.depth=1",
+    "model.backbone.decoder_embed_dim=32",
+    "model.backbone.decoder_depth=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of a run's CSV log (`<run_dir>/csv/metrics.csv`)."""
+    with (run_dir / "csv" / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def column(rows: list[dict[str, str]], key: str) -> list[float]:
+    """The logged values of metric `key`, in order (rows without it skipped)."""
+    return [float(r[key]) for r in rows if r.get(key)]
+
+
+def build_or_skip(name: str) -> SpatialEncoding:
+    """Encoding `name` composed as a run would (a YAML may use ${seed}); the test is skipped when it
+    needs an optional extra that is not installed, or batch keys beyond lat/lon (tested with its world)."""
+    from clay_exp.encodings.catalog import build_encoding
+
+    try:
+        enc = build_encoding(name)
+    except ImportError as error:
+        pytest.skip(f"{name}: optional dependency missing ({error})")
+    if set(enc.inputs) - {"lat", "lon"}:
+        pytest.skip(f"{name} needs batch keys {enc.inputs}; tested with its world")
+    return enc
 
 
 class InterruptAfterSteps(L.Callback):
@@ -95,3 +144,24 @@ class PickledCode:
 
     def __reduce__(self) -> tuple:
         return (open, (self.marker, "w"))
+
+
+def run_script(script: str, *args: str, timeout: float = 600) -> str:
+    """Run ``python scripts/<script> <args>`` from the repository root, as the README does, on one
+    thread; fail with its stderr when it exits non-zero; return its stdout."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"{script} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    return proc.stdout

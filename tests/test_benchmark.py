@@ -1,37 +1,48 @@
-"""scripts/benchmark.py measures what it says and writes it as JSON (what is measured, not how fast)."""
+"""scripts/benchmark.py runs as the README says, measures each requested case where it belongs and
+writes what it prints (what is measured, not how fast; the timing logic is tested in
+test_benchmarking.py with fake clocks)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "benchmark.py"
+from tests.helpers import run_script
+
+MEASURED_KEYS = {"world", "encoding_params", "round_ms", "step_ms", "round_spread", "samples_per_s"}
 
 
 @pytest.mark.slow
-def test_benchmark_reports_encodings_worlds_and_the_lightning_ratio(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    out = tmp_path / "benchmark.json"
-    argv = ["--encodings", "none", "sincos", "oracle", "--worlds", "synthetic", "geotiff"]
-    argv += ["--steps", "3", "--warmup", "1", "--rounds", "1", "--out", str(out)]
-    report = bench.main(argv)
+def test_benchmark_reports_every_requested_encoding_and_world(tmp_path):
+    out = tmp_path / "logs" / "benchmark.json"
+    argv = ["--encodings", "sincos", "none", "oracle", "--worlds", "synthetic", "geotiff"]
+    argv += ["--steps", "3", "--warmup", "1", "--rounds", "2", "--batch-size", "16", "--threads", "1"]
+    printed = run_script("benchmark.py", *argv, "--out", str(out))
     saved = json.loads(out.read_text())
-    assert saved == json.loads(json.dumps(report))
+
     rows = {r["encoding"]: r for r in saved["encodings"]}
-    assert rows["none"]["overhead_vs_none"] == 1.0 and rows["sincos"]["step_ms"] > 0
-    assert rows["oracle"]["world"] == "hierarchical_world"  # run on the world it needs
+    assert list(rows) == ["sincos", "none", "oracle"]  # in the order asked for, none skipped
+    for name, row in rows.items():
+        assert MEASURED_KEYS | {"overhead_vs_none", "meets_target"} <= set(row), name
+        assert len(row["round_ms"]) == 2 and row["step_ms"] in row["round_ms"]
+    # each encoding on the world it needs (the oracle reads the hierarchical world's latents)
+    assert {n: r["world"] for n, r in rows.items()} == {
+        "sincos": "synthetic",
+        "none": "synthetic",
+        "oracle": "hierarchical_world",
+    }
+    assert rows["none"]["encoding_params"] == 0 < rows["sincos"]["encoding_params"]
+
     worlds = {r["world"]: r for r in saved["worlds"]}
-    assert worlds["synthetic"]["ratio_to_model"] == pytest.approx(
-        worlds["synthetic"]["samples_per_s"] / rows["none"]["samples_per_s"]
-    )
+    assert list(worlds) == ["synthetic", "geotiff"]
+    assert worlds["synthetic"]["samples_per_s"] > 0 and "ratio_to_model" in worlds["synthetic"]
     assert "skipped" in worlds["geotiff"] or worlds["geotiff"]["samples_per_s"] > 0
-    assert saved["lightning"]["ratio"] == pytest.approx(
-        saved["lightning"]["lightning_step_ms"] / saved["lightning"]["plain_step_ms"]
-    )
-    printed = capsys.readouterr().out
-    assert "| sincos | synthetic |" in printed and "ratio (<= 1.10)" in printed
+    assert saved["lightning"]["plain_step_ms"] > 0 and saved["lightning"]["lightning_step_ms"] > 0
+
+    # the printed tables carry the numbers written to disk
+    for name, row in rows.items():
+        assert f"| {name} | {row['world']} | {row['step_ms']:.1f} |" in printed
+    assert f"| synthetic | {worlds['synthetic']['samples_per_s']:.0f} |" in printed
+    assert f"| plain PyTorch | {saved['lightning']['plain_step_ms']:.1f} |" in printed
+    assert f"written: {out}" in printed

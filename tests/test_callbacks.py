@@ -8,7 +8,7 @@ import pytest
 
 from clay_exp.callbacks import EncodingDiagnostics
 from clay_exp.train import train
-from tests.test_train import TINY, column, read_metrics
+from tests.helpers import TINY, column, read_metrics
 
 
 def test_hierarchical_run_logs_per_level_norms_every_n_steps(make_cfg, tmp_path):

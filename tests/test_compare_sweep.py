@@ -24,7 +24,7 @@ from clay_exp.config import compose_config
 from clay_exp.report import LOSS_METRICS, latest_sweep, load_runs, metric_curve
 from clay_exp.results import read_results
 from clay_exp.train import train
-from tests.test_train import ROOT, TINY
+from tests.helpers import ROOT, TINY
 
 pytestmark = pytest.mark.slow
 ENCODINGS, SEEDS = ("none", "sincos"), (0, 1)

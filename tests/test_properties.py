@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from clay_exp.config import config_options
 from clay_exp.encodings.base import SpatialEncoding
 from clay_exp.tiles import MERCATOR_MAX_LAT
-from tests.encodings.test_interface import build
+from tests.helpers import build_or_skip
 
 ENCODINGS = config_options("encoding")
 SPECIAL_LAT = [90.0, -90.0, MERCATOR_MAX_LAT, -MERCATOR_MAX_LAT, 0.0]
@@ -30,7 +30,7 @@ bad_values = (
 @cache
 def encoder(name: str) -> SpatialEncoding:
     torch.manual_seed(0)
-    return build(name)
+    return build_or_skip(name)
 
 
 @pytest.mark.parametrize("name", ENCODINGS)

@@ -13,7 +13,7 @@ import torch
 
 from clay_exp.results import read_results
 from clay_exp.train import train
-from tests.test_train import ROOT, TINY, column, read_metrics
+from tests.helpers import ROOT, TINY, column, read_metrics
 
 # 4 steps per epoch, 12 in all; last.ckpt every 2 steps
 SHORT = [

@@ -20,8 +20,7 @@ from clay_exp.config import compose_config
 from clay_exp.module import NonFiniteLossError
 from clay_exp.results import read_results
 from clay_exp.train import train
-from tests.helpers import PickledCode
-from tests.test_train import ROOT, TINY
+from tests.helpers import ROOT, TINY, PickledCode
 
 # 4 steps of 16 chips per epoch; a checkpoint every 2 steps
 SHORT = [

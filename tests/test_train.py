@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import subprocess
@@ -17,28 +16,7 @@ from clay_exp.config import config_options
 from clay_exp.encodings.catalog import build_encoding, required_overrides
 from clay_exp.results import read_results
 from clay_exp.train import train
-
-ROOT = Path(__file__).resolve().parent.parent
-TINY = [
-    "data.batch_size=16",
-    "data.train_size=64",
-    "data.val_size=32",
-    "model.backbone.embed_dim=32",
-    "model.backbone.depth=1",
-    "model.backbone.decoder_embed_dim=32",
-    "model.backbone.decoder_depth=1",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-]
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, str]]:
-    with (run_dir / "csv" / "metrics.csv").open() as f:
-        return list(csv.DictReader(f))
-
-
-def column(rows: list[dict[str, str]], key: str) -> list[float]:
-    return [float(r[key]) for r in rows if r.get(key)]
+from tests.helpers import ROOT, TINY, column, read_metrics
 
 
 @pytest.mark.parametrize("injection", ["add", "token"])

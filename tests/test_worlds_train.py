@@ -10,7 +10,7 @@ from hydra.errors import InstantiationException
 from clay_exp.data.demo_geotiffs import write_demo_geotiffs
 from clay_exp.results import read_results
 from clay_exp.train import train
-from tests.test_train import TINY, column, read_metrics
+from tests.helpers import TINY, column, read_metrics
 
 
 def test_region_split_reports_seen_and_unseen_regions(make_cfg, tmp_path):

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
-from clay_exp.data.splits import make_region_split, set_filter, val_set_names
+from clay_exp.data.base import SplitDataModule
 
 
 def passthrough_collate(batch: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +38,7 @@ class EpochShuffleSampler(Sampler[int]):
         return self.length
 
 
-class WorldDataModule(L.LightningDataModule):
+class WorldDataModule(SplitDataModule):
     """Wraps a world: a map-style dataset whose ``__getitems__(indices)`` returns a whole batch dict.
 
     Args:
@@ -74,27 +73,26 @@ class WorldDataModule(L.LightningDataModule):
         heldout_seed: int = 0,
     ) -> None:
         super().__init__()
-        for name, value in (("batch_size", batch_size), ("train_size", train_size), ("val_size", val_size)):
-            if int(value) < 1:
-                raise ValueError(f"data.{name}={value!r} must be >= 1")
-        if num_workers < 0:
-            raise ValueError(f"data.num_workers={num_workers!r} must be >= 0")
+        self.init_split(
+            batch_size=batch_size,
+            train_size=train_size,
+            val_size=val_size,
+            num_workers=num_workers,
+            split=split,
+            heldout_zoom=heldout_zoom,
+            heldout_fraction=heldout_fraction,
+            heldout_seed=heldout_seed,
+        )
         self.world = world
         self.bands, self.chip_size = bands, chip_size
-        self.batch_size, self.train_size, self.val_size = batch_size, train_size, val_size
+        self.batch_size, self.train_size = batch_size, train_size
         self.num_workers, self.pin_memory, self.shuffle_seed = num_workers, pin_memory, shuffle_seed
-        self.region = make_region_split(split, heldout_zoom, heldout_fraction, heldout_seed)
         self.datasets: dict[str, Dataset] = {}
-
-    @property
-    def val_set_names(self) -> list[str]:
-        """Validation sets in dataloader order; the module logs ``<name>/loss`` for each."""
-        return val_set_names(self.region)
 
     def make_dataset(self, name: str) -> Dataset:
         """The dataset of a set: ``train`` or one of `val_set_names`."""
         length = self.train_size if name == "train" else self.val_size
-        kwargs = {"region": set_filter(self.region, name)} if self.region is not None else {}
+        kwargs = {"region": self.set_filter(name)} if self.region is not None else {}
         split = "train" if name == "train" else "val"
         return self.world(split=split, length=length, bands=self.bands, chip_size=self.chip_size, **kwargs)
 
@@ -103,8 +101,9 @@ class WorldDataModule(L.LightningDataModule):
             if name not in self.datasets:
                 self.datasets[name] = self.make_dataset(name)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        dataset = self.datasets[split]
+    def set_dataloader(self, name: str) -> DataLoader:
+        dataset = self.datasets[name]
+        shuffle = name == "train"
         # Auto-batching over a sampler, so Lightning can wrap it in a DistributedSampler under DDP;
         # the world's `__getitems__` receives a batch's indices and generates it in one call.
         sampler = (
@@ -120,10 +119,3 @@ class WorldDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader | list[DataLoader]:
-        loaders = [self._loader(name, shuffle=False) for name in self.val_set_names]
-        return loaders[0] if len(loaders) == 1 else loaders

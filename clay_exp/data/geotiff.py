@@ -35,7 +35,8 @@ from torchgeo.datamodules import GeoDataModule
 from torchgeo.datasets import RasterDataset
 from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
 
-from clay_exp.data.splits import LocationFilter, make_region_split, set_filter, val_set_names
+from clay_exp.data.base import SplitDataModule
+from clay_exp.data.splits import LocationFilter
 
 log = logging.getLogger(__name__)
 # rasterio.merge logs at INFO for every source a chip only touches: noise in every run's log.
@@ -249,7 +250,7 @@ class LocationFilteredSampler(Sampler[GeoSlice]):
         return self.length
 
 
-class GeoTiffDataModule(GeoDataModule):
+class GeoTiffDataModule(SplitDataModule, GeoDataModule):
     """TorchGeo-style datamodule over `GeoTiffFolder`: random chips to train, grid chips to validate.
 
     Args:
@@ -263,7 +264,9 @@ class GeoTiffDataModule(GeoDataModule):
         split, heldout_zoom, heldout_fraction, heldout_seed: see `WorldDataModule`; here a chip
             belongs to a tile by its footprint's centre.
 
-    The dataset is built (and the files checked) at construction, so bad input fails at once.
+    The dataset is built (and the files checked) at construction, so bad input fails at once. The
+    split plumbing (size checks, val sets, `val_dataloader`) comes from `SplitDataModule`, which
+    precedes TorchGeo's `GeoDataModule` in the bases; the dataloaders are TorchGeo's.
     """
 
     def __init__(
@@ -286,9 +289,16 @@ class GeoTiffDataModule(GeoDataModule):
         heldout_fraction: float = 0.25,
         heldout_seed: int = 0,
     ) -> None:
-        for name, value in (("batch_size", batch_size), ("train_size", train_size), ("val_size", val_size)):
-            if int(value) < 1:
-                raise ValueError(f"data.{name}={value!r} must be >= 1")
+        self.init_split(
+            batch_size=batch_size,
+            train_size=train_size,
+            val_size=val_size,
+            num_workers=num_workers,
+            split=split,
+            heldout_zoom=heldout_zoom,
+            heldout_fraction=heldout_fraction,
+            heldout_seed=heldout_seed,
+        )
         band_indexes = list(range(1, bands + 1)) if band_indexes is None else [int(b) for b in band_indexes]
         if len(band_indexes) != bands:
             raise ValueError(f"data.band_indexes={band_indexes} must name data.bands={bands} bands")
@@ -308,27 +318,21 @@ class GeoTiffDataModule(GeoDataModule):
             mean=None if mean is None else list(mean),
             std=None if std is None else list(std),
         )
-        self.bands, self.chip_size, self.val_size = bands, chip_size, int(val_size)
-        self.region = make_region_split(split, heldout_zoom, heldout_fraction, heldout_seed)
+        self.bands, self.chip_size = bands, chip_size
         self.dataset = GeoTiffFolder(**self.kwargs)
         self.val_heldout_dataset = self.val_heldout_sampler = self.val_heldout_batch_sampler = None
         self.val_heldout_batch_size = None
         self.aug = None  # normalisation happens in the dataset, per band
 
-    @property
-    def val_set_names(self) -> list[str]:
-        """Validation sets in dataloader order; the module logs ``<name>/loss`` for each."""
-        return val_set_names(self.region)
-
     def setup(self, stage: str) -> None:
         self.train_dataset = self.val_dataset = self.val_heldout_dataset = self.dataset
         random_chips = RandomGeoSampler(self.dataset, self.chip_size, length=self.length)
         self.train_sampler = LocationFilteredSampler(
-            random_chips, self.dataset, set_filter(self.region, "train"), length=self.length
+            random_chips, self.dataset, self.set_filter("train"), length=self.length
         )
         for name in self.val_set_names:
             grid = GridGeoSampler(self.dataset, self.chip_size, self.chip_size)
-            sampler = LocationFilteredSampler(grid, self.dataset, set_filter(self.region, name))
+            sampler = LocationFilteredSampler(grid, self.dataset, self.set_filter(name))
             if sampler.kept is not None and len(sampler.kept) > self.val_size:
                 sampler.kept, sampler.length = sampler.kept[: self.val_size], self.val_size
             if len(sampler) == 0:
@@ -340,9 +344,8 @@ class GeoTiffDataModule(GeoDataModule):
                 )
             setattr(self, f"{name}_sampler", sampler)
 
-    def val_dataloader(self) -> DataLoader | list[DataLoader]:
-        loaders = [self._dataloader_factory(name) for name in self.val_set_names]
-        return loaders[0] if len(loaders) == 1 else loaders
+    def set_dataloader(self, name: str) -> DataLoader:
+        return self._dataloader_factory(name)  # TorchGeo's: `<name>_dataset` with `<name>_sampler`
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         return batch  # no batch augmentation: the dataset normalised each band already

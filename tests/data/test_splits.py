@@ -74,3 +74,51 @@ def test_impossible_constraints_fail_with_a_clear_message():
     nowhere = HierarchicalWorld(length=4, region=lambda lat, lon: torch.zeros_like(lat, dtype=torch.bool))
     with pytest.raises(ValueError, match="no location passes this world's constraints"):
         nowhere[[0]]
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"batch_size": 0}, r"data.batch_size=0 must be >= 1"),
+        ({"train_size": -3}, r"data.train_size=-3 must be >= 1"),
+        ({"val_size": 0}, r"data.val_size=0 must be >= 1"),
+        ({"num_workers": -1}, r"data.num_workers=-1 must be >= 0"),
+        ({"split": "tiles"}, r"data.split='tiles' is not one of"),
+    ],
+)
+def test_both_datamodules_reject_bad_settings_before_reading_anything(tmp_path, setting, message):
+    """The shared SplitDataModule checks run first: no world is built, no GeoTIFF folder is read."""
+    from clay_exp.data.geotiff import GeoTiffDataModule
+
+    with pytest.raises(ValueError, match=message):
+        WorldDataModule(world=partial(SyntheticWorld), **setting)
+    with pytest.raises(ValueError, match=message):  # the folder does not exist: that error would come later
+        GeoTiffDataModule(paths=str(tmp_path / "nowhere"), **setting)
+
+
+def test_val_dataloaders_follow_val_set_names_in_order():
+    from torch.utils.data import DataLoader
+
+    from clay_exp.data.base import SplitDataModule
+
+    class Named(SplitDataModule):
+        def __init__(self, split: str) -> None:
+            super().__init__()
+            self.init_split(
+                batch_size=1, train_size=1, val_size=1, num_workers=0,
+                split=split, heldout_zoom=2, heldout_fraction=0.5, heldout_seed=0,
+            )  # fmt: skip
+
+        def set_dataloader(self, name: str) -> DataLoader:
+            loader = DataLoader([0])
+            loader.set_name = name
+            return loader
+
+    assert Named("random").val_dataloader().set_name == "val"
+    assert [dl.set_name for dl in Named("region").val_dataloader()] == ["val", "val_heldout"]
+    assert Named("region").train_dataloader().set_name == "train"
+    region = Named("region")
+    lat, lon = torch.linspace(-80, 80, 50), torch.linspace(-170, 170, 50)
+    assert torch.equal(region.set_filter("val_heldout")(lat, lon), region.region.is_heldout(lat, lon))
+    assert torch.equal(region.set_filter("train")(lat, lon), ~region.region.is_heldout(lat, lon))
+    assert Named("random").set_filter("train") is None

@@ -9,26 +9,15 @@ import pytest
 import torch
 
 from clay_exp.config import config_options
-from clay_exp.encodings.base import SpatialEncoding
-from clay_exp.encodings.catalog import build_encoding
+from tests.helpers import build_or_skip
 
 ENCODINGS = config_options("encoding")
-
-
-def build(name: str) -> SpatialEncoding:
-    try:
-        enc = build_encoding(name)  # composed as a run would (a YAML may use ${seed})
-    except ImportError as error:  # an optional extra that is not installed
-        pytest.skip(f"{name}: optional dependency missing ({error})")
-    if set(enc.inputs) - {"lat", "lon"}:
-        pytest.skip(f"{name} needs batch keys {enc.inputs}; tested with its world")
-    return enc
 
 
 @pytest.mark.parametrize("name", ENCODINGS)
 def test_shape_dtype_finite_deterministic(name, edge_coordinates):
     torch.manual_seed(0)
-    enc = build(name)
+    enc = build_or_skip(name)
     lat, lon = edge_coordinates
     batch = {"lat": lat, "lon": lon}
     out = enc(batch)
@@ -44,7 +33,7 @@ def test_shape_dtype_finite_deterministic(name, edge_coordinates):
 @pytest.mark.parametrize("name", ENCODINGS)
 def test_gradients_reach_learnable_parameters(name, edge_coordinates):
     torch.manual_seed(0)
-    enc = build(name)
+    enc = build_or_skip(name)
     params = [(n, p) for n, p in enc.named_parameters() if p.requires_grad]
     if not params:
         pytest.skip(f"{name} has no learnable parameters")
@@ -67,7 +56,7 @@ def test_gradients_reach_learnable_parameters(name, edge_coordinates):
     ],
 )
 def test_invalid_coordinates_raise_naming_value_and_chip(name, lat, lon, bad):
-    enc = build(name)
+    enc = build_or_skip(name)
     lats = torch.tensor([0.0, 10.0, lat], dtype=torch.float64)
     lons = torch.tensor([0.0, 10.0, lon], dtype=torch.float64)
     with pytest.raises(ValueError, match=rf"chip 2 .*{bad}"):
@@ -76,7 +65,7 @@ def test_invalid_coordinates_raise_naming_value_and_chip(name, lat, lon, bad):
 
 @pytest.mark.parametrize("name", ["xyz", "hierarchical"])
 def test_mercator_clamp_is_logged_once(name, caplog):
-    enc = build(name)
+    enc = build_or_skip(name)
     batch = {"lat": torch.tensor([89.0, -90.0]), "lon": torch.tensor([0.0, 0.0])}
     with caplog.at_level(logging.WARNING):
         enc(batch)
@@ -89,6 +78,6 @@ def test_mercator_clamp_is_logged_once(name, caplog):
 
 
 def test_missing_batch_key_is_named():
-    enc = build("sincos")
+    enc = build_or_skip("sincos")
     with pytest.raises(KeyError, match="lon"):
         enc({"lat": torch.zeros(2)})
