@@ -207,7 +207,8 @@ class _Projected(Injection):
         self.proj = nn.Linear(location_dim, embed_dim) if location_dim > 0 else None
 
     def condition(self, batch_size, location, time, generator):
-        return None if self.proj is None else self.proj(location)
+        # encodings return float32; the model may run in another dtype (e.g. .double() in tests)
+        return None if self.proj is None else self.proj(location.to(self.proj.weight.dtype))
 
 
 class AddInjection(_Projected):
@@ -246,7 +247,7 @@ class FiLMInjection(_Projected):
                 nn.init.zeros_(layer.bias)
 
     def condition(self, batch_size, location, time, generator):
-        return None if self.proj is None else F.silu(self.proj(location))
+        return None if self.proj is None else F.silu(self.proj(location.to(self.proj.weight.dtype)))
 
     def after_block(self, index, x, cond):
         if cond is None:
@@ -314,7 +315,7 @@ class ClayV1Injection(Injection):
         elif self.projection == "identity":
             loc = location
         else:
-            loc = self.proj(location)
+            loc = self.proj(location.to(self.proj.weight.dtype))
         meta = torch.cat([time.to(ref.dtype), loc.to(ref.dtype)], dim=-1)
         if self.training and self.location_dropout > 0:
             draw = torch.rand(b, device=meta.device, generator=generator)
