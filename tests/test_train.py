@@ -43,7 +43,7 @@ def test_fast_dev_run_clay_v1_and_film(make_cfg, encoding, injection, tmp_path):
     # The newer injections with an encoding of each kind: no location, Clay v1's own 4 values
     # (unprojected under clay_v1), a learned table with its own optimizer groups.
     cfg = make_cfg([f"encoding={encoding}", f"injection={injection}", "trainer.fast_dev_run=true", *TINY])
-    assert train(cfg)["status"] == "completed"
+    assert train(cfg).status == "completed"
     saved = read_results(tmp_path)
     assert saved["injection"] == injection and math.isfinite(saved["final"]["val/loss"])
 

@@ -100,6 +100,13 @@ class WorldDataModule(SplitDataModule):
         for name in ("train", *self.val_set_names):
             if name not in self.datasets:
                 self.datasets[name] = self.make_dataset(name)
+        # A world that can tell which of a chip's tiles hold training chips (hierarchical_world's
+        # `latents_seen`, read by the learnable yardstick `oracle_seen`) learns the training locations.
+        train = self.datasets["train"]
+        if hasattr(train, "observe_training"):
+            lat, lon = train.locations(torch.arange(len(train)) + train.offset)
+            for dataset in self.datasets.values():
+                dataset.observe_training(lat, lon)
 
     def set_dataloader(self, name: str) -> DataLoader:
         dataset = self.datasets[name]

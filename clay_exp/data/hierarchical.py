@@ -17,7 +17,10 @@ chip's mean square (over pixels and bands) and nothing to the other levels' comp
 ``level_shares`` (with ``noise_share``; they sum to 1) *are* the shares of the pixel variance, in
 every chip of every world. Location tells a model the factors of the chip's tiles, i.e. everything
 but the noise; the batch carries them as ``latents`` (B, d·L), which only ``encoding=oracle`` reads:
-the floor any location encoding could reach.
+the floor any location encoding could reach. It also carries ``latents_seen`` (B, L): whether the
+chip's tile at each level holds a training chip (`observe_training`; all true until the datamodule
+tells the world its training locations). Only those factors can be learned from training data, so
+``encoding=oracle_seen`` (the oracle restricted to them) is the *learnable* yardstick.
 """
 
 from __future__ import annotations
@@ -91,8 +94,10 @@ class HierarchicalWorld(GeneratedWorld):
         max_cycles: float = 4.0,
         locations: str = "sphere",
         region: LocationFilter | None = None,
+        sites: int = 256,
+        site_zoom: int = 6,
     ) -> None:
-        super().__init__(length, split, bands, chip_size, world_seed, locations, region)
+        super().__init__(length, split, bands, chip_size, world_seed, locations, region, sites, site_zoom)
         self.levels = [check_zoom(z) for z in levels]
         if not self.levels or any(b <= a for a, b in itertools.pairwise(self.levels)):
             raise ValueError(f"data.world.levels={list(levels)} must be a non-empty increasing list of zooms")
@@ -115,6 +120,25 @@ class HierarchicalWorld(GeneratedWorld):
         pixels = self.bands * self.chip_size**2
         #: (L, d, C, S, S): orthogonal, each with mean square 1/d over its C·S·S values.
         self.basis = (unit * math.sqrt(pixels / d)).float().view(num_levels, d, *unit.shape[1:])
+        #: Per level, the sorted keys of the tiles that hold training chips (None: not told).
+        self.seen_tiles: list[Tensor] | None = None
+
+    def tile_keys(self, lat: Tensor, lon: Tensor) -> Tensor:
+        """One int64 key per point and level, (B, L): ``x · 2^z + y`` of its tile at that level."""
+        chain = tile_chain(lon, lat, self.levels)
+        return torch.stack([chain[z][0] * 2**z + chain[z][1] for z in self.levels], dim=1)
+
+    def observe_training(self, lat: Tensor, lon: Tensor) -> None:
+        """Remember which tiles the training chips (at `lat`, `lon`) occupy, level by level."""
+        keys = self.tile_keys(lat, lon)
+        self.seen_tiles = [torch.unique(keys[:, i]) for i in range(len(self.levels))]
+
+    def seen(self, lat: Tensor, lon: Tensor) -> Tensor:
+        """(B, L) bool: whether each point's tile at each level holds a training chip."""
+        if self.seen_tiles is None:
+            return torch.ones(lat.shape[0], len(self.levels), dtype=torch.bool)
+        keys = self.tile_keys(lat, lon)
+        return torch.stack([torch.isin(keys[:, i], t) for i, t in enumerate(self.seen_tiles)], dim=1)
 
     @property
     def latent_dim(self) -> int:
@@ -145,4 +169,5 @@ class HierarchicalWorld(GeneratedWorld):
             "lon": lon,
             "index": ids,
             "latents": factors.flatten(1),
+            "latents_seen": self.seen(lat, lon),
         }

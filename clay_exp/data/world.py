@@ -5,8 +5,9 @@ vectorised call). Chip ``i`` of a world seed is always the same chip: every rand
 of ``(world_seed, stream, chip id)`` (clay_exp.hashing), never generator state, so batch size, order
 and workers do not matter.
 
-Locations are uniform by area on the sphere, optionally restricted to land (the 1 km land mask) and
-to a region (a location filter from clay_exp.data.splits). A restricted chip takes the first of its
+Locations are uniform by area on the sphere, optionally restricted to land (the 1 km land mask), or
+clustered at ``sites`` (as real EO datasets are: many chips around few places), and optionally
+restricted to a region (a location filter from clay_exp.data.splits). A restricted chip takes the first of its
 candidate locations that passes: candidate ``k`` of chip ``id`` hashes ``id + k * 2**44``, so
 candidate 0 is the unrestricted location and the choice stays a pure function of the chip id.
 """
@@ -21,11 +22,13 @@ from torch.utils.data import Dataset
 
 from clay_exp.data.splits import LocationFilter
 from clay_exp.hashing import hash_ints, hash_uniform
+from clay_exp.tiles import check_zoom, lonlat_to_tile
 
 SPLIT_OFFSETS = {"train": 0, "val": 2**40, "test": 2**41}
-LOCATION_CHOICES = ("sphere", "land")
+LOCATION_CHOICES = ("sphere", "land", "sites")
 # Streams of per-chip randomness (any distinct constants; subclasses use others).
 _LAT, _LON, _NOISE = 11, 12, 14
+_SITE, _SITE_LAT, _SITE_LON = 15, 16, 17
 _CANDIDATE_STRIDE = 2**44
 _CANDIDATES_PER_ROUND = 16
 _MAX_CANDIDATES = 4096
@@ -49,8 +52,14 @@ class GeneratedWorld(Dataset):
         split: ``train``, ``val`` or ``test`` (disjoint chip ids of the same planet).
         bands, chip_size: chip shape (C, H = W).
         world_seed: fixes the world (content and locations).
-        locations: ``sphere`` (uniform by area) or ``land`` (uniform by area over land).
+        locations: ``sphere`` (uniform by area), ``land`` (uniform by area over land) or ``sites``:
+            ``sites`` places, uniform by area, each the web-mercator tile at ``site_zoom`` holding
+            one; each chip lies at a hashed site (all splits share the sites), uniform in that
+            tile's mercator square. Every tile at ``site_zoom`` and coarser that holds a site then
+            holds ~``length / sites`` chips of each split, and validation chips lie in tiles
+            training has seen — the setting of a dataset collected around sites.
         region: keep only chip centres where ``region(lat, lon)`` is True (held-out tiles).
+        sites, site_zoom: the number of sites and the zoom of their tiles (``locations=sites``).
     """
 
     def __init__(
@@ -62,6 +71,8 @@ class GeneratedWorld(Dataset):
         world_seed: int = 0,
         locations: str = "sphere",
         region: LocationFilter | None = None,
+        sites: int = 256,
+        site_zoom: int = 6,
     ) -> None:
         if split not in SPLIT_OFFSETS:
             raise ValueError(f"split={split!r} is not one of {list(SPLIT_OFFSETS)}")
@@ -74,6 +85,9 @@ class GeneratedWorld(Dataset):
         self.length, self.split, self.offset = int(length), split, SPLIT_OFFSETS[split]
         self.bands, self.chip_size, self.world_seed = int(bands), int(chip_size), int(world_seed)
         self.location_kind, self.region = locations, region
+        if locations == "sites" and int(sites) < 1:
+            raise ValueError(f"data.world.sites={sites!r} must be >= 1 with locations=sites")
+        self.sites, self.site_zoom = int(sites), check_zoom(site_zoom)
         if locations == "land":
             from clay_exp.data.geography import land_mask
 
@@ -100,10 +114,23 @@ class GeneratedWorld(Dataset):
 
     # -- locations ------------------------------------------------------------------------------
     def candidate_locations(self, ids: Tensor) -> tuple[Tensor, Tensor]:
-        """Uniform-by-area points (lat, lon in float64 degrees), one per id."""
+        """Candidate points (lat, lon in float64 degrees), one per id: uniform by area, or in a site."""
         u = hash_uniform(self.world_seed, _LAT, ids, dtype=torch.float64)
         v = hash_uniform(self.world_seed, _LON, ids, dtype=torch.float64)
-        return torch.rad2deg(torch.asin(2.0 * u - 1.0)), 360.0 * v - 180.0
+        if self.location_kind != "sites":
+            return torch.rad2deg(torch.asin(2.0 * u - 1.0)), 360.0 * v - 180.0
+        site = hash_ints(self.world_seed, _SITE, ids) % self.sites
+        x, y = self.site_tiles(site)
+        n = 2.0**self.site_zoom
+        mx, my = (x.double() + v) / n, (y.double() + u) / n  # uniform in the tile's mercator square
+        lat = torch.rad2deg(torch.atan(torch.sinh(torch.pi * (1.0 - 2.0 * my))))
+        return lat, 360.0 * mx - 180.0
+
+    def site_tiles(self, site: Tensor) -> tuple[Tensor, Tensor]:
+        """The tile (x, y at ``site_zoom``) of each site index: the tile of a uniform-by-area point."""
+        u = hash_uniform(self.world_seed, _SITE_LAT, site, dtype=torch.float64)
+        v = hash_uniform(self.world_seed, _SITE_LON, site, dtype=torch.float64)
+        return lonlat_to_tile(360.0 * v - 180.0, torch.rad2deg(torch.asin(2.0 * u - 1.0)), self.site_zoom)
 
     def accepts(self, lat: Tensor, lon: Tensor) -> Tensor | None:
         """Which candidate locations this world keeps (None: all)."""

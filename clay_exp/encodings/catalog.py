@@ -20,7 +20,10 @@ from clay_exp.encodings.base import SpatialEncoding
 
 #: Encodings valid with one world only, and the overrides that select it. The oracle reads the true
 #: latent factors that only `data=hierarchical_world` generates (its YAML interpolates that world's levels).
-REQUIRED_OVERRIDES: dict[str, tuple[str, ...]] = {"oracle": ("data=hierarchical_world",)}
+REQUIRED_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "oracle": ("data=hierarchical_world",),
+    "oracle_seen": ("data=hierarchical_world",),
+}
 
 
 def required_overrides(name: str) -> tuple[str, ...]:

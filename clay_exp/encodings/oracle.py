@@ -1,5 +1,10 @@
 """`oracle`: the true latent factors of a `hierarchical_world` chip, the floor any encoding could reach.
 
+``known=seen`` (config ``oracle_seen``) keeps only the factors of tiles that hold training chips and
+zeroes the others (their prior mean): what a perfect learner of the training set could know — the
+*learnable* yardstick. The information floor (``known=all``) also knows the factors of tiles no
+training chip visited, which no encoding can learn.
+
 Only valid with ``data=hierarchical_world``, the one world whose batches carry its chips' latent
 factors (under ``latents``, a key no other encoding reads). Like every encoding, the vector goes
 through the model's linear projection: the oracle differs from the others only in what it knows.
@@ -23,10 +28,14 @@ class OracleEncoding(SpatialEncoding):
             which is an error: there are no latents to read.
     """
 
-    inputs = ("lat", "lon", "latents")
+    inputs = ("lat", "lon", "latents", "latents_seen")
+    KNOWN_CHOICES = ("all", "seen")
 
-    def __init__(self, levels: Sequence[int] | None) -> None:
+    def __init__(self, levels: Sequence[int] | None, known: str = "all") -> None:
         super().__init__()
+        if known not in self.KNOWN_CHOICES:
+            raise ValueError(f"encoding.known={known!r} is not one of {list(self.KNOWN_CHOICES)}")
+        self.known = known
         if not levels:
             raise ValueError(
                 "encoding=oracle is only valid with data=hierarchical_world: it encodes that world's true "
@@ -36,13 +45,16 @@ class OracleEncoding(SpatialEncoding):
         self.levels = list(levels)
         self.out_dim = FACTORS_PER_LEVEL * len(self.levels)
 
-    def encode(self, lat: Tensor, lon: Tensor, latents: Tensor) -> Tensor:
+    def encode(self, lat: Tensor, lon: Tensor, latents: Tensor, latents_seen: Tensor) -> Tensor:
         if latents.shape != (lat.shape[0], self.out_dim):
             raise ValueError(
                 f"latents must have shape ({lat.shape[0]}, {self.out_dim}) for levels={self.levels}, "
                 f"got {tuple(latents.shape)}"
             )
-        return latents.float()
+        if self.known == "all":
+            return latents.float()
+        per_level = latents.float().view(lat.shape[0], len(self.levels), FACTORS_PER_LEVEL)
+        return (per_level * latents_seen.to(per_level.dtype)[..., None]).flatten(1)
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels}, out_dim={self.out_dim}"
+        return f"levels={self.levels}, known={self.known}, out_dim={self.out_dim}"

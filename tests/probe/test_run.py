@@ -53,7 +53,7 @@ def test_cli_writes_the_report_with_the_library_numbers(tmp_path, capsys, cli):
             assert table.loc[name, f"{key} mean"] == pytest.approx(np.mean(values), abs=1e-9)
         assert f"| `{name}` | 2 | {np.mean([f.metrics['test/acc'] for f in fits]):.4f} ± " in md
     assert table.loc["oracle", "runs_completed"] == 0
-    assert "| `land-oracle-s0` | `oracle` | 0 | skipped | needs batch keys ['latents']" in md
+    assert "| `land-oracle-s0` | `oracle` | 0 | skipped | needs batch keys ['latents', 'latents_seen']" in md
     facts = json.loads((out / "probe.json").read_text())
     assert facts["majority_rate"]["land"] == pytest.approx(data.majority_rates())
     assert list(facts["skipped"]) == ["oracle"] and "latents" in facts["skipped"]["oracle"]
