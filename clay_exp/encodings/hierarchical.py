@@ -89,7 +89,10 @@ class TileTable(nn.Module):
         self.hashed = self.num_tiles > max_rows
         self.num_rows = max_rows if self.hashed else self.num_tiles
         self.embedding = nn.Embedding(self.num_rows, dim)
-        nn.init.trunc_normal_(self.embedding.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
+        if init_std > 0:
+            nn.init.trunc_normal_(self.embedding.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
+        else:  # every row starts equal: a tile no training chip reaches stays neutral (see init_std)
+            nn.init.zeros_(self.embedding.weight)
 
     def rows(self, x: Tensor, y: Tensor) -> Tensor:
         """Row index of each tile (x, y) at this level: its dense index y·2^z + x, hashed if the table is."""
@@ -127,7 +130,10 @@ class HierarchicalTileEncoding(SpatialEncoding):
         dim_per_level: vector size per level, an int for all levels or one int per level.
         combine: ``concat`` (the proposal) or ``sum`` (all levels need the same dim).
         max_rows: largest dense table; deeper levels are hashed into this many rows.
-        init_std: standard deviation of the (truncated normal) initial rows.
+        init_std: standard deviation of the (truncated normal) initial rows; 0 starts every row at
+            zero, so a tile that no training chip reached keeps a zero vector and (through the
+            model's linear projection) adds nothing, instead of a random vector the model never
+            learned to read — what a chip at an unseen place needs from its finest level.
         share_scaling: ``none``, ``count``, ``sqrt_count`` or ``batch_count`` (module docstring).
         share_floor: smallest factor any scaling may give, in (0, 1].
         share_via: ``lr`` (per-level learning rates / rescaled row updates) or ``grad`` (SGD only).
@@ -175,8 +181,8 @@ class HierarchicalTileEncoding(SpatialEncoding):
         _choice("share_init", share_init, SHARE_INIT_CHOICES)
         if not 0.0 < share_floor <= 1.0:
             raise ValueError(f"share_floor={share_floor!r} must be in (0, 1]")
-        if not init_std > 0:
-            raise ValueError(f"init_std={init_std!r} must be > 0")
+        if not init_std >= 0:
+            raise ValueError(f"init_std={init_std!r} must be >= 0 (0: rows start at zero)")
 
         self.levels = levels
         self.max_zoom = max_zoom

@@ -154,12 +154,26 @@ def test_deep_hashed_levels_are_finite_at_poles_and_antimeridian():
         ({"levels": [0, 10, 5]}, r"levels=\[0, 10, 5\] must be strictly increasing"),
         ({"levels": [0, 16], "max_zoom": 15}, "above max_zoom=15"),
         ({"combine": "mean"}, r"combine='mean' is not one of \['concat', 'sum'\]"),
-        ({"init_std": 0.0}, "init_std=0.0 must be > 0"),
+        ({"init_std": -0.1}, r"init_std=-0.1 must be >= 0"),
     ],
 )
 def test_bad_options_name_the_value_and_the_choices(kwargs, match):
     with pytest.raises(ValueError, match=match):
         HierarchicalTileEncoding(**kwargs)
+
+
+def test_zero_init_keeps_unseen_tiles_neutral_and_still_learns():
+    enc = HierarchicalTileEncoding(levels=[0, 3, 6], max_zoom=6, dim_per_level=4, init_std=0.0)
+    lat, lon = torch.tensor([10.0, -40.0]), torch.tensor([20.0, 100.0])
+    assert float(enc.encode(lat, lon).abs().max()) == 0.0
+    proj = torch.nn.Linear(enc.out_dim, 3)  # the model's projection, as in the MAE
+    opt = torch.optim.SGD([*enc.parameters(), *proj.parameters()], lr=0.5)
+    (proj(enc.encode(lat[:1], lon[:1])) - 1.0).pow(2).sum().backward()
+    opt.step()
+    touched, untouched = enc.encode(lat[:1], lon[:1]), enc.encode(lat[1:], lon[1:])
+    assert float(touched.abs().min()) > 0  # every level of the trained chip's chain moved
+    assert float(untouched[:, 4:].abs().max()) == 0.0  # the other chip's z3 and z6 rows: still zero
+    assert float(untouched[:, :4].abs().max()) > 0  # ... but it shares the trained z0 row
 
 
 @pytest.mark.parametrize(
