@@ -165,3 +165,21 @@ def run_script(script: str, *args: str, timeout: float = 600) -> str:
     )
     assert proc.returncode == 0, f"{script} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
     return proc.stdout
+
+
+def small_mae(**kwargs):
+    """A `MaskedAutoencoderViT` small enough for unit tests (16x16x3 chips, width 32); kwargs override."""
+    from clay_exp.models.mae import MaskedAutoencoderViT
+
+    args = dict(
+        img_size=16,
+        patch_size=4,
+        in_chans=3,
+        embed_dim=32,
+        depth=1,
+        num_heads=2,
+        decoder_embed_dim=32,
+        decoder_depth=1,
+        decoder_num_heads=2,
+    )
+    return MaskedAutoencoderViT(**(args | kwargs))

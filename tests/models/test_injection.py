@@ -15,25 +15,14 @@ from clay_exp.encodings.sincos import SinCosEncoding
 from clay_exp.models.injection import INJECTION_CHOICES, clay_v1_time
 from clay_exp.models.mae import MaskedAutoencoderViT
 from clay_exp.module import MAELightningModule
+from tests.helpers import small_mae
 
 R2 = 0.7071067811865476  # sqrt(2)/2
 R3 = 0.8660254037844386  # sqrt(3)/2
 
 
 def small(**kwargs) -> MaskedAutoencoderViT:
-    args = dict(
-        img_size=16,
-        patch_size=4,
-        in_chans=3,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        decoder_embed_dim=24,
-        decoder_depth=1,
-        decoder_num_heads=2,
-    )
-    args.update(kwargs)
-    return MaskedAutoencoderViT(**args)
+    return small_mae(**({"depth": 2, "decoder_embed_dim": 24} | kwargs))
 
 
 def module(encoding, **backbone) -> MAELightningModule:

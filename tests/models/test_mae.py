@@ -4,22 +4,11 @@ import pytest
 import torch
 
 from clay_exp.models.mae import MaskedAutoencoderViT
+from tests.helpers import small_mae
 
 
 def small(**kwargs) -> MaskedAutoencoderViT:
-    args = dict(
-        img_size=16,
-        patch_size=4,
-        in_chans=3,
-        embed_dim=32,
-        depth=1,
-        num_heads=2,
-        decoder_embed_dim=32,
-        decoder_depth=1,
-        decoder_num_heads=2,
-    )
-    args.update(kwargs)
-    return MaskedAutoencoderViT(**args)
+    return small_mae(**kwargs)
 
 
 @pytest.mark.parametrize("ratio", [0.75, 0.5, 0.9])
