@@ -4,8 +4,9 @@ Seeds pair runs: seed s of every arm saw the same data order and initial weights
 draws whole seeds (all arms' values of that seed together) with replacement, `RESAMPLES` times from
 a fixed RNG seed (the report is reproducible). Intervals are percentile intervals of the resampled
 statistic. With few seeds the bootstrap has few distinct resamples (3 seeds: 10) and its interval is
-too narrow; that is why the gap's *denominator* is also checked with a Student-t interval, and the
-gap also gets a delta-method interval with a t quantile (`GapEstimate.delta_low`/`delta_high`).
+too narrow (simulated coverage of the gap's 95 % interval: ~76 % at 3 seeds, ~92 % at 10); that
+is why the gap's *denominator* is also checked with a Student-t interval, and the gap also gets a
+delta-method interval with a t quantile (`GapEstimate.delta_low`/`delta_high`; ~94 % at 3 seeds).
 """
 
 from __future__ import annotations

@@ -148,7 +148,8 @@ def plot_declared(comparison: Comparison) -> Figure | None:
         ax.set_yticks(range(len(labels)), labels, fontsize="small")
         ax.invert_yaxis()
         ax.set_xlabel(f"paired difference L_a − L_b (mean over seeds, {pct} t-interval)")
-        ax.set_title(f"Declared comparisons: {result.title}")
+        name = result.study.name if result.study else "study"
+        ax.set_title(f"Declared comparisons of {name}\n{result.section.title}", fontsize="medium")
         ax.grid(axis="x", alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small", loc="best")

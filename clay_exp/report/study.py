@@ -22,6 +22,7 @@ The arms are ``Run.encoding``; seeds pair runs (a seed run twice counts with its
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -235,6 +236,12 @@ def _paired(arms: dict[str, list[Run]], names: Sequence[str], metric: str) -> tu
     return seeds, np.array([[p[s] for p in per] for s in seeds], dtype=float).reshape(len(seeds), len(names))
 
 
+@functools.cache
+def _unit_mdd(n: int, alpha: float, k: int) -> float:
+    """The MDD at sd = 1: power depends on δ/σ only, so MDD(σ) = σ·MDD(1) (one root-find per n)."""
+    return min_detectable_difference(1.0, n, alpha, k, TARGET_POWER)
+
+
 def declared_tests(study: Study, arms: dict[str, list[Run]], confidence: float = 0.95) -> list[DeclaredTest]:
     """The declared family: paired t per comparison, Holm over the family (k = len(comparisons))."""
     k = len(study.comparisons)
@@ -251,7 +258,7 @@ def declared_tests(study: Study, arms: dict[str, list[Run]], confidence: float =
             test.missing = "no seed ran both arms"
         sd = test.diff.std
         if test.n >= 2 and math.isfinite(sd) and sd > 0:
-            test.mdd = min_detectable_difference(sd, test.n, study.alpha, k, TARGET_POWER)
+            test.mdd = sd * _unit_mdd(test.n, study.alpha, k)
         out.append(test)
     # The declared family is the family: an untested comparison keeps its place with p = 1.
     family = [t.p if math.isfinite(t.p) else 1.0 for t in out]

@@ -100,9 +100,10 @@ def _gaps(result: StudyResult, pct: str) -> list[str]:
         "yardstick. Interval: paired bootstrap over seeds (whole seeds resampled with replacement, the "
         f"ratio of means recomputed; {result.resamples:,} resamples, fixed RNG seed; percentile "
         "interval). The delta-method interval (t quantile) is shown beside it: with few seeds the "
-        "bootstrap has few distinct resamples "
-        "and is too narrow. Gap not established: the Student-t or the bootstrap interval of the "
-        "denominator contains 0, so the ratio is meaningless.",
+        "bootstrap has few distinct resamples and is too narrow (simulated coverage of its 95 % "
+        "interval: ~76 % at 3 seeds, ~92 % at 10; the delta method's ~94 %). Gap not established: "
+        "the Student-t or the bootstrap interval of the denominator contains 0, so the ratio is "
+        "meaningless.",
         "",
     ]
     return lines
