@@ -18,6 +18,7 @@ from pathlib import Path
 
 from clay_exp.report import (
     BASELINE,
+    FLOOR_CHIPS,
     LOSS_METRICS,
     UNREADABLE,
     YARDSTICK,
@@ -64,8 +65,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.ArgumentPars
     parser.add_argument(
         "--floor-chips",
         type=int,
-        default=512,
-        help="Monte-Carlo chips of the hierarchical floors (512: ~8 s on one thread)",
+        default=FLOOR_CHIPS,
+        help=f"Monte-Carlo chips of the hierarchical floors (default {FLOOR_CHIPS}: ~4 s on an idle thread)",
     )
     parser.add_argument(
         "--floors-json",

@@ -54,7 +54,7 @@ from clay_exp.report.study import (
     gaps,
     ranking_check,
 )
-from clay_exp.report.study_floors import attach_floors, floor_distances, study_floors
+from clay_exp.report.study_floors import FLOOR_CHIPS, attach_floors, floor_distances, study_floors
 from clay_exp.report.study_markdown import study_markdown
 from clay_exp.report.table import (
     BASELINE,
@@ -73,6 +73,7 @@ from clay_exp.report.write import comparison_frame, declared_frame, gaps_frame, 
 
 __all__ = [
     "BASELINE",
+    "FLOOR_CHIPS",
     "HYDRA",
     "IGNORED_CONFIG",
     "LOSS_DESCRIPTION",
