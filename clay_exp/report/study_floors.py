@@ -69,11 +69,11 @@ def study_floors(
     """The floors of a run's world (cached in `cache_dir`) and a line saying where they come from."""
     target = _world_target(config)
     if target is None:
-        return None, "no floors: the runs' data is not a generated world"
+        return None, "Not computed: the runs' data is not a generated world"
     world = target.rsplit(".", 1)[-1]
     if world not in CHEAP_WORLDS:
         return None, (
-            f"no floors computed for {world}: its floors need the fitted linear estimator (~45 s on one "
+            f"Not computed for {world}: its floors need the fitted linear estimator (~45 s on one "
             "CPU thread at 1,024 fitting chips, a loose upper bound at that size); run "
             "`scripts/floors.py <the study's overrides> --out floors.json` and pass "
             "`--floors-json floors.json`"
@@ -81,14 +81,14 @@ def study_floors(
     key = floors_cache_key(config, chips, draws, seed)
     cache = Path(cache_dir) / f"floors-{key}.json"
     if cache.is_file():
-        return floor_report_from_dict(json.loads(cache.read_text())), f"read from `{cache.name}` (cached)"
+        return floor_report_from_dict(json.loads(cache.read_text())), f"Read from `{cache.name}` (cached)"
     from omegaconf import OmegaConf
 
     from clay_exp.design.floors import floors_from_config
 
     report = floors_from_config(OmegaConf.create(config), chips=chips, draws=draws, seed=seed)
     write_json_atomic(cache, report.to_dict())
-    return report, f"computed on {chips} chips ({draws} posterior draws each), cached as `{cache.name}`"
+    return report, f"Computed on {chips} chips ({draws} posterior draws each), cached as `{cache.name}`"
 
 
 def attach_floors(
@@ -101,15 +101,20 @@ def attach_floors(
     """Give every study of `comparison` its floors (`StudyResult.floors`, `floors_note`).
 
     `floors_json` (a scripts/floors.py output or a cached file) is used for every study instead.
+    A world whose floors cannot be computed gets the error as its note; the report is still written.
     """
     given = floor_report_from_dict(json.loads(Path(floors_json).read_text())) if floors_json else None
     for result in comparison.studies:
         if given is not None:
-            result.floors, result.floors_note = given, f"read from `{floors_json}`"
+            result.floors, result.floors_note = given, f"Read from `{floors_json}`"
         elif result.config:
-            result.floors, result.floors_note = study_floors(result.config, cache_dir, chips, draws)
+            try:
+                result.floors, result.floors_note = study_floors(result.config, cache_dir, chips, draws)
+            except Exception as error:  # a world this code cannot build: the report goes on without
+                why = (str(error).strip().splitlines() or [""])[-1]
+                result.floors_note = f"Not computed: computing them failed ({type(error).__name__}: {why})"
         else:
-            result.floors_note = "no floors: no completed run to take the world's config from"
+            result.floors_note = "Not computed: no completed run to take the world's config from"
 
 
 @dataclass

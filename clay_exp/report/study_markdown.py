@@ -153,7 +153,7 @@ def _ci_2(lo: float, hi: float) -> str:
 def _floors(result: StudyResult) -> list[str]:
     lines = ["### Information floors", ""]
     if result.floors_note:
-        lines += [f"Floors: {result.floors_note}.", ""]
+        lines += [f"{result.floors_note}.", ""]
     report = result.floors
     if report is None:
         return lines
