@@ -1,9 +1,12 @@
 """Compare the encodings of one or more sweeps: ``python scripts/compare.py <multirun dir> [more dirs]``.
 
 Writes comparison.md (also printed), comparison.csv, runs.csv, loss_curves.png and final_loss.png
-into the first folder (or ``--out``). The logic lives in the package clay_exp.report, shared with the
-notebook; this is only its command line. A ``results.json`` that cannot be read is listed in the
-report with its parse error (and warned about here); it never stops the report of the others.
+into the first folder (or ``--out``); where the runs declare a study (a ``study`` config node), the
+report leads with it (declared comparisons, gap closed, ranking check, floors) and also writes
+declared.png, declared.csv, gaps.csv and the cached floors (floors-<key>.json). The logic lives in
+the package clay_exp.report, shared with the notebook; this is only its command line. A
+``results.json`` that cannot be read is listed in the report with its parse error (and warned about
+here); it never stops the report of the others.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from pathlib import Path
 
 from clay_exp.report import (
     BASELINE,
+    FLOOR_CHIPS,
     LOSS_METRICS,
     UNREADABLE,
     YARDSTICK,
+    attach_floors,
     compare,
     load_runs,
     to_markdown,
@@ -50,6 +55,31 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.ArgumentPars
         default=None,
         help=f"the encoding at 100 %% of the 'gap closed' column (default: {YARDSTICK}, the true latents)",
     )
+    parser.add_argument(
+        "--floors",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="print the world's information floors beside a study's losses (default: on when the runs "
+        "declare a study; computed on hierarchical_world, cached as floors-<key>.json in the output folder)",
+    )
+    parser.add_argument(
+        "--floor-chips",
+        type=int,
+        default=FLOOR_CHIPS,
+        help=f"Monte-Carlo chips of the hierarchical floors (default {FLOOR_CHIPS}: ~4 s on an idle thread)",
+    )
+    parser.add_argument(
+        "--floors-json",
+        type=Path,
+        default=None,
+        help="floors from scripts/floors.py --out (any world), used instead of computing them",
+    )
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=2000,
+        help="resamples of the paired bootstraps (gap closed, ranking check; fixed RNG seed)",
+    )
     return parser, parser.parse_args(argv)
 
 
@@ -69,13 +99,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             sources=args.dirs,
             baseline=args.baseline or BASELINE,
             yardstick=args.yardstick or YARDSTICK,
+            resamples=args.resamples,
         )
+        if args.floor_chips < 2 or args.resamples < 1:
+            raise ValueError("--floor-chips must be >= 2 and --resamples >= 1")
+        if args.floors_json is not None and not args.floors_json.is_file():
+            raise ValueError(f"--floors-json {str(args.floors_json)!r} is not a file")
     except ValueError as error:
         parser.error(str(error))
+    out_dir = args.out or args.dirs[0]
+    if comparison.studies and args.floors is not False:
+        attach_floors(comparison, out_dir, chips=args.floor_chips, floors_json=args.floors_json)
     for run in runs:
         if run.status == UNREADABLE:
             print(f"warning: left out of the report, unreadable: {run.error}", file=sys.stderr)
-    written = write_report(comparison, runs, args.out or args.dirs[0])
+    written = write_report(comparison, runs, out_dir)
     print(to_markdown(comparison))
     left_out = sum(len(s.not_averaged) for s in comparison.sections) + len(comparison.unreadable)
     if left_out:

@@ -1,6 +1,8 @@
 """The report as markdown: one table per section, its significance tests, the runs left out.
 
-`to_markdown` is ``comparison.md`` (also what scripts/compare.py prints and the notebook shows).
+`to_markdown` is ``comparison.md`` (also what scripts/compare.py prints and the notebook shows):
+the declared studies first (`clay_exp.report.study_markdown`), then one table per section, headed
+exploratory where its runs declare a study.
 """
 
 from __future__ import annotations
@@ -53,17 +55,30 @@ def _params_cell(row: Row) -> str:
     return f"{total:,}" if trainable in (None, total) else f"{total:,} ({trainable:,} trainable)"
 
 
-def section_markdown(section: Section, confidence: float = 0.95, alpha: float = 0.05) -> str:
-    """One table with its significance tests and the runs left out of it, as markdown."""
+#: The heading prefix of a table whose runs declare a study: its tests are not the declared ones.
+EXPLORATORY = "Exploratory (not pre-registered)"
+
+
+def section_markdown(
+    section: Section, confidence: float = 0.95, alpha: float = 0.05, exploratory: bool = False
+) -> str:
+    """One table with its significance tests and the runs left out of it, as markdown.
+
+    `exploratory`: the section's runs declare a study reported above it; the heading says so and the
+    bare ratio-of-means gap column is left out (the study gives the gap with its interval).
+    """
     primary = section.metrics[0]
     pct = f"{confidence:.0%}".replace("%", " %")
-    gap_metrics = [m for m in section.metrics if any(m.key in r.gap_closed for r in section.rows)]
+    gap_metrics = [
+        m for m in section.metrics if not exploratory and any(m.key in r.gap_closed for r in section.rows)
+    ]
     has_params = any(r.params_encoding is not None for r in section.rows)
     has_time = any(r.step_time_s is not None for r in section.rows)
     header = ["rank", "encoding", "runs", *(f"{m.key} (mean ± {pct} CI)" for m in section.metrics)]
     header += [f"gap closed ({m.key})" for m in gap_metrics]
     header += ["encoding params"] * has_params + ["time / step"] * has_time
-    lines = [f"## {section.title}", "", "| " + " | ".join(header) + " |"]
+    title = f"{EXPLORATORY}: {section.title}" if exploratory else section.title
+    lines = [f"## {title}", "", "| " + " | ".join(header) + " |"]
     lines.append(
         "|"
         + "|".join("---:" if h in ("rank", "encoding params", "time / step") else "---" for h in header)
@@ -84,6 +99,11 @@ def section_markdown(section: Section, confidence: float = 0.95, alpha: float = 
         f"{m.key}: {'higher' if m.higher_is_better else 'lower'} is better" for m in section.metrics
     )
     lines.append(f"Sorted by mean {primary.key}, best first ({direction}).")
+    if exploratory:
+        lines.append(
+            "Every pair below is exploratory: the study's declared comparisons, with their own Holm "
+            "family, and the gap closed with intervals are in the study section above."
+        )
     if gap_metrics:
         lines.append(
             f"Gap closed = (L_{section.baseline} − L_encoding) / (L_{section.baseline} − "
@@ -150,7 +170,15 @@ def to_markdown(comparison: Comparison) -> str:
         n = sum(len(r.runs) for s in comparison.sections for r in s.rows) + len(comparison.unreadable)
         parts.append("From " + ", ".join(f"`{s}`" for s in comparison.sources) + f" ({n} runs).")
     parts.append(comparison.description)
-    parts += [section_markdown(s, comparison.confidence, comparison.alpha) for s in comparison.sections]
+    if comparison.studies:  # the declared studies first, their tables below as exploratory
+        from clay_exp.report.study_markdown import study_markdown  # it builds on this module
+
+        parts += [study_markdown(r, comparison.confidence) for r in comparison.studies]
+    studied = {id(r.section) for r in comparison.studies}
+    parts += [
+        section_markdown(s, comparison.confidence, comparison.alpha, exploratory=id(s) in studied)
+        for s in comparison.sections
+    ]
     if comparison.unreadable:
         heading = "## Runs that could not be read (in no table)"
         parts.append("\n".join(_left_out_table(heading, comparison.unreadable, None)))

@@ -1,7 +1,9 @@
-"""The report's figures: loss curves during training and the final value per encoding."""
+"""The report's figures: loss curves during training, the final value per encoding and the declared
+comparisons of a study (``declared.png``)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from typing import Any
 
@@ -100,6 +102,54 @@ def plot_final(comparison: Comparison, keys: Collection[str] | None = None) -> F
         ax.set_title(f"Final {metric.key} per encoding ({better} is better)\n{section.title}")
         ax.set_xlabel(metric.key)
         ax.set_ylabel("encoding")
+        ax.grid(axis="x", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small", loc="best")
+    return fig
+
+
+def plot_declared(comparison: Comparison) -> Figure | None:
+    """The declared comparisons of every study: mean paired difference L_a − L_b with its interval,
+    the zero line, and the band ±MDD (differences inside it are below what the design detects).
+
+    One panel per study; None when the runs declare no study. Green: confirmed (expected direction,
+    Holm-significant), red: significantly reversed, grey: not significant.
+    """
+    results = [r for r in comparison.studies if r.declared]
+    if not results:
+        return None
+    pct = f"{comparison.confidence:.0%}".replace("%", " %")
+    heights = [0.55 * len(r.declared) + 1.6 for r in results]
+    fig = Figure(figsize=(8, sum(heights)), layout="constrained")
+    axes = fig.subplots(len(results), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for ax, result in zip(axes, results, strict=True):
+        labelled: set[str] = set()
+        for y, t in enumerate(result.declared):
+            if math.isfinite(t.mdd):
+                ax.barh(
+                    y, 2 * t.mdd, left=-t.mdd, height=0.6, color="0.85", zorder=0,
+                    label=_once("±MDD (power 0.8, α/k)", labelled),
+                )  # fmt: skip
+            if not math.isfinite(t.diff.mean):
+                continue
+            color = "tab:green" if t.significant and t.holds else "tab:red" if t.significant else "0.35"
+            if t.n > 1 and math.isfinite(t.diff.ci_low):
+                err = [[t.diff.mean - t.diff.ci_low], [t.diff.ci_high - t.diff.mean]]
+                ax.errorbar(t.diff.mean, y, xerr=err, fmt="o", color=color, capsize=4, markersize=6)
+            else:
+                ax.plot(t.diff.mean, y, "o", color=color, markersize=6)
+            ax.plot(t.diff.values, [y] * len(t.diff.values), "x", color="0.3", alpha=0.6,
+                    label=_once("seeds", labelled))  # fmt: skip
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        labels = [
+            f"{t.comparison.a} − {t.comparison.b}\n{t.comparison.metric}, expect {t.comparison.expect}"
+            for t in result.declared
+        ]
+        ax.set_yticks(range(len(labels)), labels, fontsize="small")
+        ax.invert_yaxis()
+        ax.set_xlabel(f"paired difference L_a − L_b (mean over seeds, {pct} t-interval)")
+        name = result.study.name if result.study else "study"
+        ax.set_title(f"Declared comparisons of {name}\n{result.section.title}", fontsize="medium")
         ax.grid(axis="x", alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small", loc="best")

@@ -67,6 +67,8 @@ class Run:
     step_time_s: float | None = None
     error: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    #: Optimizer steps the run took (its training budget; a study report states it).
+    steps: int | None = None
 
     def usable(self, metric: Metric) -> bool:
         return self.status == "completed" and metric.key in self.metrics
@@ -88,6 +90,7 @@ def run_from_record(path: Path, record: RunRecord) -> Run:
         step_time_s=record.step_time_s,
         error=record.failure_reason,
         config=record.config,
+        steps=record.steps,
     )
 
 

@@ -15,13 +15,16 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from clay_exp.report.runs import UNREADABLE, Run
 from clay_exp.report.stats import Summary, holm, mean_ci, paired_t_test
+
+if TYPE_CHECKING:
+    from clay_exp.report.study import StudyResult
 
 #: Encodings that anchor the "share of the gap closed" column by default: no location at all, and
 #: (on hierarchical_world) the true latent factors.
@@ -133,6 +136,8 @@ class Comparison:
     #: Runs whose record could not be read and whose setting is unknown (no Hydra files beside it):
     #: in no section, listed on their own.
     unreadable: list[Run] = field(default_factory=list)
+    #: The pre-registered studies the runs declare (`clay_exp.report.study`), reported first.
+    studies: list[StudyResult] = field(default_factory=list)
 
 
 def _per_seed(runs: Iterable[Run], metric: Metric) -> dict[int, float]:
@@ -267,6 +272,7 @@ def compare(
     description: str = LOSS_DESCRIPTION,
     baseline: str = BASELINE,
     yardstick: str = YARDSTICK,
+    resamples: int = 2000,
 ) -> Comparison:
     """Rank encodings on `metrics` (the first decides the order; the others show where present).
 
@@ -274,7 +280,11 @@ def compare(
     the injection) to different rows. Where a section has a `baseline` and a `yardstick` row of the
     same variant, each row gets the share of the gap between them it closes,
     (L_baseline − L_row) / (L_baseline − L_yardstick): 0 as good as the baseline, 1 as the yardstick.
+    Sections whose runs carry a ``study`` node also get its analysis (`Comparison.studies`; the
+    bootstraps draw `resamples` resamples).
     """
+    from clay_exp.report.study import analyse_studies  # study builds on this module's Section
+
     if not runs:
         raise ValueError("compare() needs at least one run")
     if not metrics:
@@ -294,4 +304,7 @@ def compare(
         _compare_section(dict(key), group, metrics, confidence, alpha, (baseline, yardstick))
         for key, group in sorted(settings.items())
     ]
-    return Comparison(sections, [Path(s) for s in sources], confidence, alpha, title, description, unplaced)
+    studies = analyse_studies(sections, confidence, resamples)
+    return Comparison(
+        sections, [Path(s) for s in sources], confidence, alpha, title, description, unplaced, studies
+    )

@@ -1,5 +1,7 @@
 """The report's files: ``comparison.md``/``.csv``, ``runs.csv`` and the plots, and the frames behind
-the CSV files (one row per encoding, one row per run)."""
+the CSV files (one row per encoding, one row per run); where the runs declare a study also
+``declared.csv`` (one row per declared comparison), ``gaps.csv`` (gap closed with its intervals) and
+``declared.png``."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from clay_exp.report.markdown import to_markdown
-from clay_exp.report.plots import plot_final, plot_loss_curves
+from clay_exp.report.plots import plot_declared, plot_final, plot_loss_curves
 from clay_exp.report.runs import Run
 from clay_exp.report.table import Comparison
 
@@ -45,6 +47,68 @@ def comparison_frame(comparison: Comparison) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def declared_frame(comparison: Comparison) -> pd.DataFrame:
+    """One row per declared comparison of every study: the numbers of its table, unrounded."""
+    records = []
+    for result in comparison.studies:
+        name = result.study.name if result.study else None
+        for t in result.declared:
+            c = t.comparison
+            records.append(
+                {
+                    "study": name,
+                    **result.section.setting,
+                    "a": c.a,
+                    "b": c.b,
+                    "metric": c.metric,
+                    "expect": c.expect,
+                    "n": t.n,
+                    "diff_mean": t.diff.mean,
+                    "diff_sd": t.diff.std,
+                    "diff_ci_low": t.diff.ci_low,
+                    "diff_ci_high": t.diff.ci_high,
+                    "p": t.p,
+                    "p_holm": t.p_holm,
+                    "alpha": t.alpha,
+                    "mdd": t.mdd,
+                    "holds": t.holds,
+                    "significant": t.significant,
+                    "missing": t.missing,
+                }
+            )
+    return pd.DataFrame.from_records(records)
+
+
+def gaps_frame(comparison: Comparison) -> pd.DataFrame:
+    """One row per study, arm, metric and yardstick: the gap closed and its intervals."""
+    records = []
+    for result in comparison.studies:
+        name = result.study.name if result.study else None
+        for g in result.gaps:
+            e = g.estimate
+            records.append(
+                {
+                    "study": name,
+                    **result.section.setting,
+                    "arm": g.arm,
+                    "metric": g.metric,
+                    "baseline": g.baseline,
+                    "yardstick": g.yardstick,
+                    "n": e.n,
+                    "gap_closed": e.gap,
+                    "boot_ci_low": e.ci_low,
+                    "boot_ci_high": e.ci_high,
+                    "delta_ci_low": e.delta_low,
+                    "delta_ci_high": e.delta_high,
+                    "denominator_mean": e.denominator.mean,
+                    "denominator_ci_low": e.denominator.ci_low,
+                    "denominator_ci_high": e.denominator.ci_high,
+                    "gap_established": e.established,
+                }
+            )
+    return pd.DataFrame.from_records(records)
+
+
 def runs_frame(runs: Sequence[Run]) -> pd.DataFrame:
     """One row per run, failed ones included: the raw material of the table."""
     keys = sorted({k for r in runs for k in r.metrics})
@@ -72,8 +136,9 @@ def write_report(
     curves: bool = True,
     plot_keys: Collection[str] | None = None,
 ) -> dict[str, Path]:
-    """Write comparison.md/.csv, runs.csv, final_loss.png (the `plot_keys` metrics, default all) and
-    (with `curves`) loss_curves.png."""
+    """Write comparison.md/.csv, runs.csv, final_loss.png (the `plot_keys` metrics, default all),
+    (with `curves`) loss_curves.png and, where the runs declare a study, declared.csv, gaps.csv and
+    declared.png."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {
@@ -89,4 +154,12 @@ def write_report(
     if curves:
         written["loss_curves.png"] = out / "loss_curves.png"
         plot_loss_curves(comparison).savefig(written["loss_curves.png"], dpi=110)
+    if comparison.studies:
+        written["declared.csv"] = out / "declared.csv"
+        declared_frame(comparison).to_csv(written["declared.csv"], index=False)
+        written["gaps.csv"] = out / "gaps.csv"
+        gaps_frame(comparison).to_csv(written["gaps.csv"], index=False)
+        if (figure := plot_declared(comparison)) is not None:
+            written["declared.png"] = out / "declared.png"
+            figure.savefig(written["declared.png"], dpi=110)
     return written

@@ -75,3 +75,28 @@ def write_truncated(job: Path, encoding: str = "sincos", seed: int = 2) -> tuple
     except json.JSONDecodeError as error:
         return job / "results.json", str(error)
     raise AssertionError("the truncated text parsed")
+
+
+def study_node(comparisons: list[tuple[str, str, str]], **fields: Any) -> dict[str, Any]:
+    """A ``study`` config node declaring `comparisons` (a, b, expect) on val/loss."""
+    return {
+        "name": "toy",
+        "question": "Which arm is best?",
+        "measures": "budget",
+        "baseline": "none",
+        "yardsticks": ["oracle"],
+        "metrics": ["val/loss"],
+        "alpha": 0.05,
+        "comparisons": [{"a": a, "b": b, "metric": "val/loss", "expect": e} for a, b, e in comparisons],
+        **fields,
+    }
+
+
+def study_runs(losses: dict[str, list[float]], study: dict[str, Any] | None, **config: Any) -> list[Run]:
+    """Completed runs of a study: seed s of arm e has val/loss ``losses[e][s]``."""
+    node = {} if study is None else {"study": study}
+    return [
+        run(e, s, v, config={**config, **node, "seed": s}, steps=100)
+        for e, values in losses.items()
+        for s, v in enumerate(values)
+    ]

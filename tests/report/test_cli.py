@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
-from tests.report.factory import LOSSES, write_run, write_truncated
+from clay_exp.results import RunRecord
+from tests.report.factory import LOSSES, study_node, write_run, write_truncated
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare.py"
 
@@ -58,3 +61,83 @@ def test_baseline_and_yardstick_flags(tmp_path, cli, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert "--yardstick='orcale' ran in none of these sweeps; encodings: ['none', 'oracle', 'sincos']" in err
+
+
+def write_study_sweep(sweep, config: dict) -> None:
+    """3 arms x 2 seeds of a study whose runs carry `config` (a resolved train config)."""
+    config = {**config, "study": study_node([("hier", "none", "a<b")], yardsticks=["oracle"])}
+    for e, losses in {"none": [0.40, 0.42], "hier": [0.30, 0.33], "oracle": [0.22, 0.23]}.items():
+        for s, v in enumerate(losses):
+            RunRecord(
+                status="completed",
+                experiment="study",
+                encoding=e,
+                data=config["data_name"],
+                seed=s,
+                config={**config, "seed": s},
+                final={"val/loss": v},
+                steps=50,
+            ).save(sweep / f"{e}-s{s}")
+
+
+def resolved(make_cfg, *overrides: str) -> dict:
+    return OmegaConf.to_container(make_cfg(list(overrides)), resolve=True)
+
+
+def test_floors_beside_a_hierarchical_study_cached_and_switched_off(tmp_path, cli, capsys, make_cfg):
+    write_study_sweep(tmp_path / "sweep", resolved(make_cfg, "data=hierarchical_world"))
+    out = tmp_path / "report"
+    assert cli.main([str(tmp_path / "sweep"), "--out", str(out), "--floor-chips", "16"]) == 0
+    md = (out / "comparison.md").read_text()
+    assert md.index("### Declared comparisons") < md.index("### Information floors")
+    assert md.index("### Information floors") < md.index("## Exploratory (not pre-registered)")
+    assert "Computed on 16 chips" in md and "| location | z0,z3,z6,z10 |" in md
+    (cache,) = out.glob("floors-*.json")
+    floors = {f["name"]: f["loss_mc"] for f in json.loads(cache.read_text())["floors"]}
+    # Distance of the budget: learned mean − floor, for the none arm against the none floor.
+    assert f"| `none` | val/loss | 0.4100 | {0.41 - floors['none']:.4f} |" in md
+    assert (out / "declared.png").stat().st_size > 0
+    capsys.readouterr()
+    assert cli.main([str(tmp_path / "sweep"), "--out", str(out), "--floor-chips", "16"]) == 0
+    assert f"Read from `{cache.name}` (cached)" in capsys.readouterr().out
+    off = tmp_path / "off"
+    assert cli.main([str(tmp_path / "sweep"), "--out", str(off), "--no-floors"]) == 0
+    md = (off / "comparison.md").read_text()
+    assert "## Study: toy" in md and "Information floors" not in md and not list(off.glob("floors-*"))
+
+
+def test_a_world_without_cheap_floors_says_how_to_get_them(tmp_path, cli, make_cfg):
+    write_study_sweep(tmp_path, resolved(make_cfg, "data=synthetic"))
+    assert cli.main([str(tmp_path), "--floors"]) == 0
+    md = (tmp_path / "comparison.md").read_text()
+    assert "Not computed for SyntheticWorld" in md and "--floors-json" in md
+    assert not list(tmp_path.glob("floors-*"))
+
+
+def test_floors_json_from_scripts_floors_and_a_world_that_fails(tmp_path, cli, make_cfg):
+    """--floors-json takes scripts/floors.py's file (any world); a world the floors code cannot build
+    leaves a note, never a failed report."""
+    floor = {"known_levels": None, "chips": 512, "raw_closed": None, "raw_mc": 0.9, "raw_mc_se": 0.01}
+    report = {
+        "world": "SyntheticWorld",
+        "patch_size": 4,
+        "mask_ratio": 0.75,
+        "norm_pix_loss": True,
+        "chip_shape": [3, 32, 32],
+        "floors": [
+            {**floor, "name": n, "estimator": "linear", "loss_mc": v, "loss_mc_se": 0.002, "extra": {}}
+            for n, v in (("none", 0.3125), ("location", 0.25))
+        ],
+    }
+    (tmp_path / "f.json").write_text(json.dumps({"overrides": [], "floors": report}))
+    write_study_sweep(tmp_path / "syn", resolved(make_cfg, "data=synthetic"))
+    assert cli.main([str(tmp_path / "syn"), "--floors-json", str(tmp_path / "f.json")]) == 0
+    md = (tmp_path / "syn" / "comparison.md").read_text()
+    assert "| location | — | 0.2500 ± 0.0020 | — |" in md
+    assert f"| `none` | val/loss | 0.4100 | {0.41 - 0.3125:.4f} | {0.41 - 0.25:.4f} |" in md
+    config = resolved(make_cfg, "data=hierarchical_world")
+    config["data"]["world"]["no_such_option"] = 1
+    write_study_sweep(tmp_path / "bad", config)
+    assert cli.main([str(tmp_path / "bad")]) == 0
+    md = (tmp_path / "bad" / "comparison.md").read_text()
+    assert "Not computed: computing them failed (TypeError: " in md and "## Exploratory" in md
