@@ -190,8 +190,9 @@ def compute_band_stats(
                     "data.mean / data.std"
                 )
             values = values[valid]
-            total += float(values.sum())
-            total_sq += float((values**2).sum())
+            with np.errstate(over="ignore"):  # an overflow gives inf: refused below, naming the band
+                total += float(values.sum())
+                total_sq += float((values**2).sum())
             count += values.size
         m = total / count
         sd = math.sqrt(max(total_sq / count - m * m, 0.0))
