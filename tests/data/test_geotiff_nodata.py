@@ -125,9 +125,9 @@ def test_all_nan_bands_and_bad_statistics_are_refused_naming_file_and_band(tmp_p
     with pytest.raises(ValueError, match=f"{path}: band B3 \\(band 3 of the file\\) has no valid pixel"):
         GeoTiffFolder(path, band_indexes=[1, 2, 3, 4], chip_size=32)
     ok = write_float_raster(tmp_path / "b" / "ok.tif", holey())
-    with pytest.raises(ValueError, match="data.mean: band B2 has nan"):
+    with pytest.raises(ValueError, match=r"data\.mean: band B2 has nan"):
         GeoTiffFolder(ok, band_indexes=[1, 2], chip_size=32, mean=[1.0, float("nan")])
-    with pytest.raises(ValueError, match="data.std: band B1 has 0.0"):
+    with pytest.raises(ValueError, match=r"data\.std: band B1 has 0\.0"):
         GeoTiffFolder(ok, band_indexes=[1, 2], chip_size=32, std=[0.0, 1.0])
     huge = holey().astype(np.float64)
     huge[0, 0, 0] = 1e300

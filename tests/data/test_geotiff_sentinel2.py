@@ -124,5 +124,5 @@ def test_bad_dataset_choices_are_named(s2_dir, tmp_path):
             paths=str(s2_dir), dataset={"_target_": "torchgeo.datasets.Sentinel2", "bands": BANDS[:2]}
         )
     (tmp_path / "none").mkdir()
-    with pytest.raises(ValueError, match="Sentinel2.*failed"):
+    with pytest.raises(ValueError, match=r"Sentinel2\(.*failed"):
         s2_dm(tmp_path / "none")
