@@ -95,9 +95,16 @@ def test_sentinel2_band_files_give_chips_with_time(s2_dir, tmp_path, cache):
     assert bool(((batch["lat"] > 51) & (batch["lat"] < 53)).all())
 
 
-def test_undated_files_give_no_time(tmp_path):
-    from tests.data.test_geotiff import write_raster
+def write_raster(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = {"driver": "GTiff", "width": SIZE, "height": SIZE, "count": 4, "dtype": "uint16"}
+    profile |= {"crs": "EPSG:32632", "transform": from_origin(500000, 5200000, 10, 10)}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.arange(1, 4 * SIZE * SIZE + 1, dtype=np.uint16).reshape(4, SIZE, SIZE))
+    return path
 
+
+def test_undated_files_give_no_time(tmp_path):
     write_raster(tmp_path / "plain" / "a.tif")
     dm = GeoTiffDataModule(paths=str(tmp_path / "plain"), batch_size=2, train_size=2, val_size=2)
     dm.setup("fit")
@@ -105,8 +112,6 @@ def test_undated_files_give_no_time(tmp_path):
 
 
 def test_a_dated_generic_geotiff_gets_time_from_its_name(tmp_path):
-    from tests.data.test_geotiff import write_raster
-
     write_raster(tmp_path / "dated" / "site_20210301.tif")
     dataset = {"filename_regex": r"^site_(?P<date>\d{8})\.tif$", "date_format": "%Y%m%d"}
     dm = GeoTiffDataModule(paths=str(tmp_path / "dated"), dataset=dataset, batch_size=2, train_size=2)
