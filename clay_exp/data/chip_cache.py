@@ -131,7 +131,7 @@ class ChipCache:
     """
 
     def __init__(self, cache_dir: str | Path, settings: Mapping[str, Any], prefix: str = "chips") -> None:
-        self.cache_dir = Path(cache_dir)
+        self.cache_dir = Path(cache_dir).resolve()
         self.settings = json.loads(json.dumps(dict(settings), default=str))  # as meta.json stores it
         self.key = settings_key(self.settings)
         self.folder = self.cache_dir / f"{prefix}-{self.key[:16]}"
