@@ -11,6 +11,9 @@ same way:
   spread between rounds says how much of a difference is noise.
 * `train_steps`: the plain PyTorch training step (forward, backward, AdamW step) the scripts time,
   on batches generated once (`train_batches`); `world_throughput`: chips per second of a world.
+* `step_flops`, `matmul_ms` / `matmul_gflops`: how close a training step runs to the machine's limit:
+  the step's FLOPs (forward + backward, counted by `torch.utils.flop_counter.FlopCounterMode`) per
+  second, against a float32 matmul timed the same way on the same threads.
 * `machine`, `markdown_table`, `fmt`, `write_json`, `torch_threads`: describing the machine, printing
   tables, writing the JSON, and setting torch's thread count only for the duration of a benchmark.
 """
@@ -244,6 +247,37 @@ def world_throughput(
     chips = sum(next(it)["image"].shape[0] for _ in range(batches))
     elapsed = clock() - started
     return {"setup_s": setup_s, "samples_per_s": chips / elapsed, "ms_per_batch": 1e3 * elapsed / batches}
+
+
+# -- FLOPs and the machine's limit ------------------------------------------------------------------
+def step_flops(step: Callable[[], torch.Tensor]) -> int:
+    """FLOPs of one forward + backward: `step()` returns the loss, which is back-propagated.
+
+    Counted by `torch.utils.flop_counter.FlopCounterMode`: matrix products, convolutions and
+    attention (2 FLOPs per multiply-add), not elementwise ops, normalisations or the optimizer; so
+    achieved GFLOP/s against a matmul's rate is how much of the step runs at the machine's dense-math
+    limit. Gradients the call leaves behind are for the caller to clear.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step().backward()
+    return int(counter.get_total_flops())
+
+
+def matmul_ms(
+    size: int = 1024, repeats: int = 5, device: torch.device | None = None, clock: Clock = time.perf_counter
+) -> float:
+    """Median milliseconds of a `size`² float32 matmul on the current threads (after one warm-up)."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    return 1e3 * statistics.median(time_calls(lambda: a @ b, repeats, warmup=1, device=device, clock=clock))
+
+
+def matmul_gflops(size: int, ms: float) -> float:
+    """GFLOP/s of a `size`² matmul (2·size³ FLOPs) that took `ms` milliseconds."""
+    return 2 * size**3 / (ms / 1e3) / 1e9
 
 
 # -- reporting --------------------------------------------------------------------------------------

@@ -5,14 +5,21 @@
 
 Prints a table and writes JSON. Targets (issue 7): every encoding's training step <= 1.05x the step
 of `none`; each world generates data >= 10x faster than mae_tiny consumes it (1 thread, in-process);
-the Lightning loop <= 1.10x a plain PyTorch loop doing the same steps.
+the Lightning loop <= 1.10x a plain PyTorch loop doing the same steps. `geotiff` is measured read
+live and from its chip cache (`geotiff (cached)`, built once in the system's temp folder).
+
+How close the step runs to the machine's limit: each encoding's step FLOPs (forward + backward,
+`FlopCounterMode`: matmuls and attention) over its step time, as GFLOP/s and as a share of a
+1024² float32 matmul's rate timed in the same interleaved rounds on the same threads.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -26,9 +33,13 @@ from clay_exp.benchmarking import (
     machine,
     make_optimizer,
     markdown_table,
+    matmul_gflops,
+    matmul_ms,
     peak_memory_mb,
     reason,
+    step_flops,
     sync,
+    to_device,
     torch_threads,
     train_batches,
     train_steps,
@@ -40,6 +51,21 @@ from clay_exp.encodings.catalog import required_overrides
 from clay_exp.train import build_module
 
 TARGETS = {"encoding_overhead": 1.05, "data_speedup": 10.0, "lightning_overhead": 1.10}
+#: Extra rows measured after a world: (label, overrides).
+WORLD_VARIANTS = {
+    "geotiff": [
+        (
+            "geotiff (cached)",
+            [
+                "data=geotiff",
+                "data.cache=true",
+                f"data.cache_dir={Path(tempfile.gettempdir()) / 'clay_exp_data_cache'}",
+            ],
+        )
+    ]
+}
+MATMUL_SIZE = 1024
+_MATMUL = f"matmul {MATMUL_SIZE}²"  # the rounds' key (no encoding has a space in its name)
 
 
 def bench_encodings(names: list[str], args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
@@ -60,7 +86,12 @@ def bench_encodings(names: list[str], args: argparse.Namespace, device: torch.de
                 batches_of[world] = train_batches(cfg, args.steps + args.warmup)
             module = build_module(cfg).to(device).train()
             setups[name] = (module, make_optimizer(module), batches_of[world])
-            rows[name].update(world=world, encoding_params=module.parameter_counts()["encoding"])
+            first = to_device(batches_of[world][0], device)
+            flops = step_flops(lambda module=module, first=first: module(first))
+            module.zero_grad(set_to_none=True)
+            rows[name].update(
+                world=world, encoding_params=module.parameter_counts()["encoding"], step_gflop=flops / 1e9
+            )
         except Exception as error:  # an optional extra not installed, ...
             rows[name]["skipped"] = reason(error)
 
@@ -68,7 +99,12 @@ def bench_encodings(names: list[str], args: argparse.Namespace, device: torch.de
         return 1e3 * statistics.median(train_steps(module, optimizer, batches, device, args.warmup))
 
     measures = {name: (lambda setup=setup: median_step_ms(*setup)) for name, setup in setups.items()}
-    for name, round_ms in interleaved_rounds(measures, args.rounds).items():
+    measures[_MATMUL] = lambda: matmul_ms(MATMUL_SIZE, repeats=5, device=device)
+    rounds = interleaved_rounds(measures, args.rounds)
+    matmul_round_ms = rounds.pop(_MATMUL)
+    args.matmul = {"size": MATMUL_SIZE, "round_ms": matmul_round_ms}
+    args.matmul["gflops"] = matmul_gflops(MATMUL_SIZE, min(matmul_round_ms))
+    for name, round_ms in rounds.items():
         # the spread: how much the same measurement moves between rounds; differences below it are noise
         rows[name]["round_ms"] = round_ms
         rows[name]["step_ms"], rows[name]["round_spread"] = best_of_rounds(round_ms)
@@ -76,6 +112,8 @@ def bench_encodings(names: list[str], args: argparse.Namespace, device: torch.de
     for r in rows.values():
         if "step_ms" in r:
             r["samples_per_s"] = args.batch_size / (r["step_ms"] / 1e3)
+            r["gflops"] = r["step_gflop"] / (r["step_ms"] / 1e3)
+            r["of_matmul"] = r["gflops"] / args.matmul["gflops"]
             if base:
                 r["overhead_vs_none"] = r["step_ms"] / base
                 r["meets_target"] = r["overhead_vs_none"] <= TARGETS["encoding_overhead"]
@@ -86,11 +124,13 @@ def bench_worlds(
     names: list[str], args: argparse.Namespace, model_rate: float | None
 ) -> list[dict[str, Any]]:
     rows = []
+    cases = [(name, [f"data={name}"]) for name in names]
+    cases = [c for name, o in cases for c in [(name, o), *WORLD_VARIANTS.get(name, [])]]
     with torch_threads(1):  # one core, as one DataLoader worker would have
-        for name in names:
+        for name, overrides in cases:
             row: dict[str, Any] = {"world": name}
             try:
-                row["samples_per_s"] = world_throughput([f"data={name}"], args.steps, args.batch_size)[
+                row["samples_per_s"] = world_throughput(overrides, args.steps, args.batch_size)[
                     "samples_per_s"
                 ]
                 if model_rate:
@@ -181,6 +221,8 @@ def print_tables(report: dict[str, Any]) -> None:
         "x none",
         "<= 1.05x",
         "encoding params",
+        "GFLOP/s",
+        "of matmul",
     ]
     rows = [
         skipped(r["encoding"], r, len(header))
@@ -194,10 +236,17 @@ def print_tables(report: dict[str, Any]) -> None:
             fmt(r.get("overhead_vs_none"), ".3f"),
             fmt(r.get("meets_target")),
             f"{r['encoding_params']:,}",
+            fmt(r["gflops"]),
+            f"{100 * r['of_matmul']:.0f} %",
         ]
         for r in report["encodings"]
     ]
     print(markdown_table(header, rows))
+    mm = report["matmul"]
+    print(
+        f"\nGFLOP/s: the step's FLOPs (forward + backward, FlopCounterMode) per second; of matmul: "
+        f"against a {mm['size']}² float32 matmul in the same rounds, {mm['gflops']:.1f} GFLOP/s"
+    )
     header = ["world", "samples/s (1 thread)", "x model consumption", ">= 10x"]
     rows = [
         skipped(r["world"], r, len(header))
@@ -255,6 +304,7 @@ def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         "rounds": args.rounds,
         "targets": TARGETS,
         "encodings": encodings,
+        "matmul": getattr(args, "matmul", None),
         "worlds": worlds,
         "lightning": bench_lightning(args, device),
         "peak_memory_mb": peak_memory_mb(device),

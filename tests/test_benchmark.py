@@ -35,9 +35,21 @@ def test_benchmark_reports_every_requested_encoding_and_world(tmp_path):
     assert rows["none"]["encoding_params"] == 0 < rows["sincos"]["encoding_params"]
 
     worlds = {r["world"]: r for r in saved["worlds"]}
-    assert list(worlds) == ["synthetic", "geotiff"]
+    assert list(worlds) == ["synthetic", "geotiff", "geotiff (cached)"]  # geotiff: live, then cached
     assert worlds["synthetic"]["samples_per_s"] > 0 and "ratio_to_model" in worlds["synthetic"]
-    assert "skipped" in worlds["geotiff"] or worlds["geotiff"]["samples_per_s"] > 0
+    for name in ("geotiff", "geotiff (cached)"):
+        assert "skipped" in worlds[name] or worlds[name]["samples_per_s"] > 0
+    # the step against the machine's limit: counted FLOPs per second and a share of a matmul's rate
+    assert saved["matmul"]["size"] == 1024 and len(saved["matmul"]["round_ms"]) == 2
+    assert saved["matmul"]["gflops"] > 0
+    for row in rows.values():
+        assert row["step_gflop"] > 0 and row["gflops"] == pytest.approx(
+            row["step_gflop"] / (row["step_ms"] / 1e3)
+        )
+        assert row["of_matmul"] == pytest.approx(row["gflops"] / saved["matmul"]["gflops"])
+        assert f"{row['gflops']:.1f} | {100 * row['of_matmul']:.0f} % |" in printed
+    # the oracle's world differs, its model does not: about the same FLOPs per step
+    assert rows["oracle"]["step_gflop"] == pytest.approx(rows["none"]["step_gflop"], rel=0.2)
     assert saved["lightning"]["plain_step_ms"] > 0 and saved["lightning"]["lightning_step_ms"] > 0
 
     # the printed tables carry the numbers written to disk

@@ -203,3 +203,34 @@ def test_reason_names_the_innermost_error_first_line():
             raise RuntimeError("Error instantiating encoding") from inner
     except RuntimeError as outer:
         assert bm.reason(outer) == "ImportError: geoclip is not installed"
+
+
+def test_step_flops_counts_a_linear_forward_and_backward():
+    """One Linear: 2·B·in·out FLOPs forward; backward adds the input's and the weight's gradients
+    (the same again each): 3x in all; 2x when the input needs no gradient."""
+    batch, fan_in, fan_out = 8, 16, 32
+    layer = nn.Linear(fan_in, fan_out)
+    forward = 2 * batch * fan_in * fan_out
+    x = torch.randn(batch, fan_in, requires_grad=True)
+    assert bm.step_flops(lambda: layer(x).sum()) == 3 * forward
+    assert x.grad is not None and layer.weight.grad is not None  # it did back-propagate
+    frozen_input = torch.randn(batch, fan_in)
+    assert bm.step_flops(lambda: layer(frozen_input).sum()) == 2 * forward
+
+
+def test_matmul_rate_is_timed_like_a_step():
+    clock = FakeClock()
+    calls = []
+
+    real_matmul = torch.Tensor.__matmul__
+
+    def slow_matmul(a, b):
+        calls.append(a.shape)
+        clock.advance(0.002)
+        return real_matmul(a, b)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.Tensor, "__matmul__", slow_matmul)
+        ms = bm.matmul_ms(size=64, repeats=3, clock=clock)
+    assert ms == pytest.approx(2.0) and len(calls) == 4  # one warm-up + three timed
+    assert bm.matmul_gflops(1024, 10.0) == pytest.approx(2 * 1024**3 / 0.01 / 1e9)

@@ -27,7 +27,8 @@ def test_every_data_option_gives_its_datamodule_exactly_its_arguments(world):
     data = compose_config([f"data={world}"]).data
     assert not OmegaConf.missing_keys(data)
     params = set(inspect.signature(get_class(data._target_)).parameters)
-    assert set(data) - {"_target_"} == params
+    hydra_keys = {k for k in data if k.startswith("_") and k.endswith("_")}  # _target_, _recursive_
+    assert set(data) - hydra_keys == params
     if "world" in data:
         assert data.world._partial_ is True and not data.world._target_.startswith("clay_exp.data.datamodule")
 

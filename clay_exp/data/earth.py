@@ -25,7 +25,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from clay_exp.data.geography import koppen_map, land_mask
@@ -107,6 +106,20 @@ def band_wavelengths(bands: int, wavelengths_um: Sequence[float] | None) -> list
     return np.linspace(0.49, 2.19, bands).tolist()
 
 
+def bilinear_weights(size_in: int, size_out: int) -> Tensor:
+    """(size_out, size_in) float32 matrix W with ``W @ x`` = 1-D bilinear resampling of x as
+    ``F.interpolate(mode="bilinear", align_corners=False)`` does it (edges clamped)."""
+    src = ((torch.arange(size_out, dtype=torch.float64) + 0.5) * (size_in / size_out) - 0.5).clamp(min=0)
+    low = src.floor().long().clamp(max=size_in - 1)
+    high = (low + 1).clamp(max=size_in - 1)
+    frac = src - low
+    weights = torch.zeros(size_out, size_in, dtype=torch.float64)
+    rows = torch.arange(size_out)
+    weights.index_put_((rows, low), 1.0 - frac, accumulate=True)
+    weights.index_put_((rows, high), frac, accumulate=True)
+    return weights.float()
+
+
 class EarthWorld(GeneratedWorld):
     """Chips at real places whose content follows the real Köppen–Geiger zones (module docstring).
 
@@ -174,6 +187,10 @@ class EarthWorld(GeneratedWorld):
         weights = [1.0] * len(regional_wavenumbers)
         # Per-band regional gain and the texture orientation: smooth fields on the sphere.
         self.regional_field = SphericalWaveField(self.bands + 1, list(regional_wavenumbers), weights, 8, g)
+        # Per class: its signature (C values) and its texture amplitude, mixed per pixel in `render`.
+        amplitude_column = (self.texture_strength * self.texture_amplitude)[:, None]
+        self.cell_table = torch.cat([self.signatures, amplitude_column], dim=1).float()  # (K, C + 1)
+        self.upsample = bilinear_weights(self.map_grid, self.chip_size)  # (S, G)
         pix = torch.arange(self.chip_size, dtype=torch.float32)
         self.pix_y, self.pix_x = torch.meshgrid(pix, pix, indexing="ij")
 
@@ -197,11 +214,15 @@ class EarthWorld(GeneratedWorld):
         """Images (B, C, S, S) of chips centred at (lat, lon); `ids` seed the phase and the noise."""
         s = self.chip_size
         classes = self.class_map(lat, lon)
-        frac = F.one_hot(classes, len(self.koppen.names)).permute(0, 3, 1, 2).float()
-        frac = F.interpolate(frac, size=(s, s), mode="bilinear", align_corners=False)  # (B, K, S, S)
-        image = torch.einsum("bkhw,kc->bchw", frac, self.signatures)
+        # Upsampling is linear, so upsampling the one-hot class fractions (K channels) and then mixing
+        # the classes' signatures equals mixing at map resolution and upsampling C + 1 channels: the
+        # same pixels (to float rounding) for ~K / (C + 1) = 6x less work than the one-hot form.
         # Texture: pixel-wise amplitude of the classes present; wavelength of the centre cell's class.
-        amplitude = self.texture_strength * torch.einsum("bkhw,k->bhw", frac, self.texture_amplitude)
+        # Bilinear upsampling as two small matmuls with F.interpolate's weights: ~4x faster than
+        # F.interpolate on these (B, C + 1, 8, 8) inputs, equal to float rounding.
+        cells = self.cell_table[classes]  # (B, G, G, C + 1)
+        mixed = torch.einsum("sg,bghc,th->bcst", self.upsample, cells, self.upsample)
+        image, amplitude = mixed[:, : self.bands], mixed[:, self.bands]
         centre = classes[:, self.map_grid // 2, self.map_grid // 2]
         regional = self.regional_field(lonlat_to_unit(lat, lon).float())  # (B, C + 1)
         theta = math.pi * torch.special.ndtr(regional[:, -1])
@@ -211,9 +232,10 @@ class EarthWorld(GeneratedWorld):
             2 * math.pi * along / self.texture_wavelength[centre][:, None, None] + phase[:, None, None]
         )
         gain = 1.0 + self.regional_strength * torch.tanh(regional[:, : self.bands])  # (B, C)
-        image = image * (1.0 + amplitude * wave)[:, None] * gain[:, :, None, None]
-        if self.noise_std > 0:
-            image = image + self.noise_std * chip_noise(self.world_seed, ids, (self.bands, s, s), _NOISE)
+        image = image * ((1.0 + amplitude * wave)[:, None] * gain[:, :, None, None])
+        if self.noise_std > 0:  # one fused multiply-add over the batch instead of two passes
+            noise = chip_noise(self.world_seed, ids, (self.bands, s, s), _NOISE)
+            image = torch.add(image, noise, alpha=self.noise_std)
         return image.float()
 
     def generate(self, ids: Tensor) -> dict[str, Tensor]:

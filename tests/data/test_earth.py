@@ -112,3 +112,53 @@ def test_bad_arguments_are_named():
         EarthWorld(length=1, wavelengths_um=[0.5])
     with pytest.raises(ValueError, match="chip_extent_deg=0"):
         EarthWorld(length=1, chip_extent_deg=0)
+
+
+# Chips computed with the code before the speed-up (one-hot upsampling of every class, issue 13):
+# (world kwargs, chip ids, pixels at PIXEL_AT per chip, sum of each chip's pixels).
+PIXEL_AT = ((0, 0, 0), (1, 5, 9), (-1, -1, 3), (2, 16, -1))  # (band, row, column) modulo the chip
+PINNED_CHIPS = [
+    (
+        {"world_seed": 0},
+        [0, 1, 7, 100],
+        [
+            [0.083522066, 0.136850402, 0.294648141, 0.138252184],
+            [0.021572601, 0.059691582, 0.381367832, 0.058622826],
+            [0.200471714, 0.236288279, 0.336349756, 0.303092092],
+            [0.04138054, 0.101158783, 0.432329923, 0.067685917],
+        ],
+        [766.290633, 583.612725, 1059.699228, 591.299028],
+    ),
+    (
+        {"world_seed": 3, "locations": "sphere"},
+        [0, 5, 63],
+        [
+            [0.053906247, 0.108527601, 0.455146641, 0.124129482],
+            [0.056445673, 0.059257455, -0.007432802, 0.047123462],
+            [0.0676919, 0.048913982, 0.008861236, 0.040148668],
+        ],
+        [702.859448, 170.840625, 165.436415],
+    ),
+    (
+        {"world_seed": 1, "bands": 6, "chip_size": 16, "noise_std": 0.0},
+        [2, 9],
+        [
+            [0.136691034, 0.198787227, 0.402208835, 0.348557085],
+            [0.115573004, 0.176712573, 0.150985464, 0.162332833],
+        ],
+        [507.167569, 327.157541],
+    ),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "ids", "pixels", "sums"), PINNED_CHIPS, ids=["land", "sphere", "6-bands"])
+def test_chips_are_unchanged_by_the_speed_up(kwargs, ids, pixels, sums):
+    """The vectorised renderer gives the chips the one-hot renderer gave, to float rounding."""
+    world = EarthWorld(length=200, **kwargs)
+    image = world[ids]["image"]
+    size = world.chip_size
+    for chip, expected in zip(image, pixels, strict=True):
+        got = [float(chip[c % world.bands, r % size, x % size]) for c, r, x in PIXEL_AT]
+        assert got == pytest.approx(expected, abs=1e-6)
+    # every pixel: the sum of 4096 values moves by float rounding only
+    assert image.double().sum(dim=(1, 2, 3)).tolist() == pytest.approx(sums, abs=1e-4)
