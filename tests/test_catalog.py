@@ -99,7 +99,7 @@ def test_unavailable_reason_reads_the_declarations():
 def test_the_oracle_and_geoclip_by_name():
     assert catalog.encoding_class("oracle") is OracleEncoding
     assert catalog.required_overrides("oracle") == ("data=hierarchical_world",)
-    assert unavailable_reason("oracle").startswith("needs batch keys ['latents']")
+    assert unavailable_reason("oracle").startswith("needs batch keys ['latents'")
     assert unavailable_reason("oracle", batch_keys=None) is None
     # built through the overrides its class requires: the world's levels reach it
     assert catalog.build_encoding("oracle").out_dim == 32

@@ -25,7 +25,8 @@ class OracleEncoding(SpatialEncoding):
     Args:
         levels: the world's levels (``data.world.levels``); None when the data is another world,
             which is an error: there are no latents to read.
-        factors_per_level: latent factors per level (the world's; configs/encoding/oracle.yaml).
+        factors_per_level: latent factors per level, the world's (configs/encoding/oracle.yaml passes
+            it; 8 is hierarchical_world's, kept here as a number: the encodings import no data code).
         known: ``all`` (the information floor) or ``seen`` (only tiles holding training chips).
     """
 
@@ -33,7 +34,7 @@ class OracleEncoding(SpatialEncoding):
     required_overrides = ("data=hierarchical_world",)
     KNOWN_CHOICES = ("all", "seen")
 
-    def __init__(self, levels: Sequence[int] | None, factors_per_level: int, known: str = "all") -> None:
+    def __init__(self, levels: Sequence[int] | None, factors_per_level: int = 8, known: str = "all") -> None:
         super().__init__()
         if known not in self.KNOWN_CHOICES:
             raise ValueError(f"encoding.known={known!r} is not one of {list(self.KNOWN_CHOICES)}")
