@@ -4,9 +4,9 @@
 uses `compose_config`, which fills in what a Hydra run would (output folder, the chosen options).
 
 Config folders outside the repository (an encoding or world kept in its own project) join through
-Hydra's search path: ``python train.py hydra.searchpath=[file:///path/to/configs] ...`` for a run,
-and the environment variable ``CLAY_EXP_CONFIG_DIRS`` (folders separated by ``os.pathsep``) for
-everything composed from Python (`compose_config`, `config_options`: the catalog, the probe, the
+the environment variable ``CLAY_EXP_CONFIG_DIRS`` (folders separated by ``os.pathsep``), which the
+search-path plugin ``hydra_plugins/clay_exp_config_dirs`` adds to Hydra's search path wherever Hydra
+starts: ``python train.py`` (sweeps included) and `compose_config` (the catalog, the probe, the
 benchmarks). Each folder mirrors ``configs/``: ``<dir>/encoding/<name>.yaml`` is one more encoding.
 """
 
@@ -26,23 +26,14 @@ from omegaconf import DictConfig, open_dict
 from clay_exp.resume import register_resolvers
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-#: Extra config folders (os.pathsep-separated) searched after configs/ by `compose_config` and
-#: `config_options`.
+#: Extra config folders (os.pathsep-separated), searched after configs/ (hydra_plugins/clay_exp_config_dirs).
 CONFIG_DIRS_ENV = "CLAY_EXP_CONFIG_DIRS"
 
 
 def config_dirs() -> tuple[Path, ...]:
     """Every config folder: configs/ first, then those named in ``$CLAY_EXP_CONFIG_DIRS``."""
-    extra = [
-        Path(p).expanduser().resolve() for p in os.environ.get(CONFIG_DIRS_ENV, "").split(os.pathsep) if p
-    ]
-    return (CONFIG_DIR, *extra)
-
-
-def searchpath_override() -> list[str]:
-    """The ``hydra.searchpath=[...]`` override that adds the extra config folders (none: empty)."""
-    extra = config_dirs()[1:]
-    return [f"hydra.searchpath=[{','.join(f'file://{d}' for d in extra)}]"] if extra else []
+    value = os.environ.get(CONFIG_DIRS_ENV, "")
+    return (CONFIG_DIR, *(Path(p).expanduser().resolve() for p in value.split(os.pathsep) if p))
 
 
 def config_options(group: str) -> list[str]:
@@ -69,7 +60,7 @@ def compose_config(
     GlobalHydra.instance().clear()
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train.yaml", overrides=[*searchpath_override(), *overrides], return_hydra_config=True)
+        cfg = compose("train.yaml", overrides=list(overrides), return_hydra_config=True)
     if output_dir is not None:
         with open_dict(cfg):
             cfg.hydra.runtime.output_dir = str(output_dir)
@@ -85,13 +76,15 @@ def compose_config(
 
 def swept_options(overrides: Sequence[str], group: str) -> list[str]:
     """The options of config group `group` that ``python train.py -m <overrides>`` sweeps, as
-    Hydra's basic sweeper expands ``hydra.sweeper.params.<group>`` (a list ``a,b,c`` or a
-    ``glob(*,exclude=[...])`` over the group's options); ValueError when it sweeps none."""
+    Hydra's basic sweeper expands ``hydra.sweeper.params.<group>``: a list ``a,b,c``, or a
+    ``glob(*,exclude=[...])`` over the options Hydra's own config loader finds for the group."""
     cfg = compose_config(overrides, hydra_node=True)
     value = cfg.hydra.sweeper.params.get(group)
     if value is None:
         raise ValueError(f"{list(overrides)} sweeps no {group!r} (hydra.sweeper.params.{group} is unset)")
     (override,) = OverridesParser.create().parse_overrides([f"{group}={value}"])
     if isinstance(override.value(), Glob):
-        return override.value().filter(config_options(group))
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            options = GlobalHydra.instance().config_loader().get_group_options(group)
+        return override.value().filter(options)
     return list(override.sweep_string_iterator()) if override.is_sweep_override() else [str(override.value())]

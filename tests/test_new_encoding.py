@@ -63,6 +63,12 @@ def throwaway(tmp_path, monkeypatch):
     return tmp_path
 
 
+def test_the_plugin_and_the_config_module_read_the_same_variable():
+    from hydra_plugins.clay_exp_config_dirs import config_dirs as plugin
+
+    assert plugin.CONFIG_DIRS_ENV == CONFIG_DIRS_ENV
+
+
 def script(name: str):
     spec = importlib.util.spec_from_file_location(f"{name}_cli", ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
@@ -84,7 +90,8 @@ def test_a_new_encoding_is_one_file_and_one_yaml(throwaway):
     assert saved["encoding"] == NEW and math.isfinite(saved["final"]["val/loss"])
     assert saved["params"]["encoding"] > 3 * 2  # its Linear(2, 3) + the MAE's projection of it
 
-    # (b) compare_encodings sweeps it (the glob), as the known-answer comparison does
+    # (b) compare_encodings sweeps it: the glob over the options Hydra's own config loader finds
+    # (the search-path plugin adds the extra folder), as the known-answer comparison does
     assert NEW in swept_options(["experiment=compare_encodings"], "encoding")
     assert NEW in swept_options(["experiment=compare_encodings_known_answer"], "encoding")
 
