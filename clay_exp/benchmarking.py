@@ -36,6 +36,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from clay_exp.config import compose_config
+from clay_exp.optim import build_optimizer
 
 #: A clock: seconds as a float (time.perf_counter, time.process_time, or a test's fake).
 Clock = Callable[[], float]
@@ -183,8 +184,13 @@ def best_of_rounds(round_values: Sequence[float]) -> tuple[float, float]:
 
 # -- training steps and data ------------------------------------------------------------------------
 def make_optimizer(module: nn.Module) -> torch.optim.Optimizer:
-    """AdamW over the module's own parameter groups (the encoding's included, e.g. fused tables)."""
-    return torch.optim.AdamW([{k: v for k, v in g.items() if k != "lr_scale"} for g in module.param_groups()])
+    """The module's optimizer over its own parameter groups (the encoding's included, with their
+    learning-rate scales and step hooks: `clay_exp.optim.build_optimizer`, as in training).
+
+    The module's ``optimizer_factory`` (``model.optimizer``) when it has one, else AdamW.
+    """
+    factory = getattr(module, "optimizer_factory", torch.optim.AdamW)
+    return build_optimizer(factory, module.param_groups(), getattr(module, "encoding", None))
 
 
 def train_steps(

@@ -24,13 +24,19 @@ class EncodingDiagnostics(Callback):
             raise ValueError(f"every_n_steps={every_n_steps!r} must be an integer >= 1")
         self.every_n_steps = int(every_n_steps)
         self.prefix = prefix
-        self._last_logged_step = -1
+        self._steps_before_batch = 0
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._steps_before_batch = trainer.global_step
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        step = trainer.global_step  # optimizer steps so far; unchanged on accumulation-only batches
-        if step % self.every_n_steps or step == self._last_logged_step or not trainer.loggers:
+        step = trainer.global_step  # optimizer steps so far
+        stepped = step > self._steps_before_batch  # False on an accumulation-only batch
+        if not stepped or step % self.every_n_steps or not trainer.loggers:
             return
         encoding = getattr(pl_module, "encoding", None)
         if not isinstance(encoding, SpatialEncoding):
@@ -38,10 +44,8 @@ class EncodingDiagnostics(Callback):
         stats = encoding.diagnostics()
         if not stats:
             return
-        self._last_logged_step = step
         metrics = {f"{self.prefix}/{key}": value for key, value in stats.items()}
-        # The step the module's own self.log() values get at this point, as LearningRateMonitor does,
-        # so these rows line up with train/loss in metrics.csv and wandb.
-        logged_step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        # The step the module's own self.log() values of this batch are logged at (the optimizer
+        # steps before it), so these rows line up with train/loss in metrics.csv and wandb.
         for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=logged_step)
+            logger.log_metrics(metrics, step=self._steps_before_batch)

@@ -15,7 +15,7 @@ next to the location, the other injections ignore it, and without it those 4 dim
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import lightning as L
@@ -26,6 +26,7 @@ from torchmetrics import MeanMetric
 
 from clay_exp.encodings.base import SpatialEncoding
 from clay_exp.models.mae import MaskedAutoencoderViT
+from clay_exp.optim import build_optimizer
 
 SCHEDULER_CHOICES = ("cosine", "constant")
 #: Seed of the validation masks: every run and epoch masks the same patches of the same val chips.
@@ -51,6 +52,11 @@ class MAELightningModule(L.LightningModule):
         scheduler: ``cosine`` (linear warm-up then cosine decay to ``min_lr_ratio``) or ``constant``.
         warmup_fraction: share of the total steps spent warming up (cosine only).
         min_lr_ratio: final learning rate as a fraction of the base rate (cosine only).
+        val_sets: the names of the validation dataloaders, in order (``model.val_sets``): the loss
+            of dataloader ``i`` is logged as ``<val_sets[i]>/loss``. The first must be ``val`` (it
+            selects the best model); a set the data does not serve (``val_heldout`` under
+            ``data.split=random``) is simply never logged. The names come in through the config,
+            not from the datamodule: nothing here reads back up the data flow.
     """
 
     def __init__(
@@ -61,18 +67,25 @@ class MAELightningModule(L.LightningModule):
         scheduler: str = "cosine",
         warmup_fraction: float = 0.05,
         min_lr_ratio: float = 0.01,
+        val_sets: Sequence[str] = ("val", "val_heldout"),
     ) -> None:
         super().__init__()
         if scheduler not in SCHEDULER_CHOICES:
             raise ValueError(f"model.scheduler={scheduler!r} is not one of {list(SCHEDULER_CHOICES)}")
+        val_sets = [str(name) for name in val_sets]
+        if not val_sets or val_sets[0] != "val" or len(set(val_sets)) != len(val_sets):
+            raise ValueError(
+                f"model.val_sets={val_sets} must name distinct validation sets, the first 'val' (it "
+                "selects the best model)"
+            )
         self.save_hyperparameters(logger=False, ignore=["encoding", "backbone", "optimizer"])
         self.encoding = encoding
         self.model = backbone(location_dim=encoding.out_dim, location_is_clay_latlon=encoding.clay_v1_latlon)
         self.optimizer_factory = optimizer
         self.train_loss = MeanMetric()
-        # One loss per validation set, in dataloader order; `setup` takes the names from the datamodule.
-        self.val_set_names = ["val"]
-        self.val_losses = nn.ModuleDict({"val": MeanMetric()})
+        # One loss per validation set, named by dataloader index; only the sets served are logged.
+        self.val_set_names = val_sets
+        self.val_losses = nn.ModuleDict({name: MeanMetric() for name in val_sets})
         # Every set's loss at the epoch of the best `val/loss` (model selection never sees held-out sets).
         self.losses_at_best: dict[str, float] = {}
 
@@ -97,26 +110,22 @@ class MAELightningModule(L.LightningModule):
         self.log("train/loss_epoch", self.train_loss.compute())
         self.train_loss.reset()
 
-    def setup(self, stage: str) -> None:
-        # A datamodule may validate on several named sets (e.g. `val` and `val_heldout`, seen and
-        # unseen regions); each is logged as `<name>/loss`.
-        names = list(getattr(self.trainer.datamodule, "val_set_names", None) or ["val"])
-        if names[0] != "val":
-            raise ValueError(f"the first validation set must be 'val' (it selects the best model): {names}")
-        if names != self.val_set_names:
-            self.val_set_names = names
-            self.val_losses = nn.ModuleDict({name: MeanMetric() for name in names})
-
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        if dataloader_idx >= len(self.val_set_names):
+            raise ValueError(
+                f"validation dataloader {dataloader_idx} has no name: model.val_sets={self.val_set_names} "
+                f"names {len(self.val_set_names)} sets; name every set the datamodule serves, in its order"
+            )
         g = torch.Generator(device=self.device).manual_seed(VAL_MASK_SEED + batch_idx)
         loss = self(batch, generator=g)
         self.val_losses[self.val_set_names[dataloader_idx]].update(loss, weight=batch["image"].shape[0])
 
     def on_validation_epoch_end(self) -> None:
-        losses = {name: metric.compute() for name, metric in self.val_losses.items()}
+        # The sets the data served this epoch (a datamodule with split=random serves `val` only).
+        losses = {name: metric.compute() for name, metric in self.val_losses.items() if metric.update_called}
         for metric in self.val_losses.values():
             metric.reset()
-        if self.trainer.sanity_checking:
+        if self.trainer.sanity_checking or "val" not in losses:
             return
         # A standalone `trainer.validate` after fit reports the final numbers without logging the
         # same step twice into metrics.csv / wandb.
@@ -151,14 +160,8 @@ class MAELightningModule(L.LightningModule):
         return [g for g in groups if g["params"]]
 
     def configure_optimizers(self) -> dict[str, Any]:
-        groups = self.param_groups()
-        optimizer = self.optimizer_factory(
-            params=[{k: v for k, v in g.items() if k != "lr_scale"} for g in groups]
-        )
-        for group, spec in zip(optimizer.param_groups, groups, strict=True):
-            group["lr"] = group["lr"] * spec.get("lr_scale", 1.0)
-        # Encodings that act on (or watch) the update itself hook into the optimizer's steps.
-        self.encoding.attach_optimizer(optimizer)
+        # Each group's lr_scale applied; encodings that act on (or watch) the update hook its steps.
+        optimizer = build_optimizer(self.optimizer_factory, self.param_groups(), self.encoding)
         if self.hparams.scheduler == "constant":
             return {"optimizer": optimizer}
         total = max(1, int(self.trainer.estimated_stepping_batches))

@@ -46,8 +46,8 @@ from clay_exp.benchmarking import (
     world_throughput,
     write_json,
 )
+from clay_exp.catalog import encoding_names, required_overrides, unavailable_reason
 from clay_exp.config import compose_config, config_options
-from clay_exp.encodings.catalog import required_overrides
 from clay_exp.train import build_module
 
 TARGETS = {"encoding_overhead": 1.05, "data_speedup": 10.0, "lightning_overhead": 1.10}
@@ -78,6 +78,10 @@ def bench_encodings(names: list[str], args: argparse.Namespace, device: torch.de
     setups: dict[str, tuple[L.LightningModule, torch.optim.Optimizer, list[dict[str, Any]]]] = {}
     batches_of: dict[str, list[dict[str, Any]]] = {}  # per world: every encoding sees the same batches
     for name in names:
+        why = unavailable_reason(name, batch_keys=None)  # each runs on the world it requires
+        if why:
+            rows[name]["skipped"] = why
+            continue
         try:
             overrides = [f"encoding={name}", *required_overrides(name), f"data.batch_size={args.batch_size}"]
             cfg = compose_config(["logger=csv", *overrides], "/tmp/clay_exp_benchmark")
@@ -92,7 +96,7 @@ def bench_encodings(names: list[str], args: argparse.Namespace, device: torch.de
             rows[name].update(
                 world=world, encoding_params=module.parameter_counts()["encoding"], step_gflop=flops / 1e9
             )
-        except Exception as error:  # an optional extra not installed, ...
+        except Exception as error:  # a broken config or world: listed, the others go on
             rows[name]["skipped"] = reason(error)
 
     def median_step_ms(module: L.LightningModule, optimizer: torch.optim.Optimizer, batches: list) -> float:
@@ -291,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    encodings = bench_encodings(args.encodings or config_options("encoding"), args, device)
+    encodings = bench_encodings(args.encodings or encoding_names(), args, device)
     model_rate = next(
         (r["samples_per_s"] for r in encodings if r["encoding"] == "none" and "samples_per_s" in r), None
     )

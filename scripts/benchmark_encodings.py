@@ -31,8 +31,8 @@ from clay_exp.benchmarking import (
     train_steps,
     write_json,
 )
+from clay_exp.catalog import build_encoding, encoding_names, unavailable_reason
 from clay_exp.config import compose_config
-from clay_exp.encodings.catalog import build_encoding, encoding_names
 from clay_exp.train import build_module
 
 TARGET_SHARE_OF_STEP = 0.05
@@ -93,17 +93,13 @@ def bench_device(args: argparse.Namespace, device: torch.device) -> dict[str, An
     rows = []
     for label, name, overrides in cases(args.encodings or encoding_names(), args.sh_degrees):
         row: dict[str, Any] = {"encoding": label, "config": name, "overrides": overrides}
-        try:
-            torch.manual_seed(0)
-            enc = build_encoding(name, overrides).to(device)
-        except ImportError as error:
-            row["skipped"] = f"optional dependency missing: {error}"
+        why = unavailable_reason(name)  # random points are a location and nothing else
+        if why:
+            row["skipped"] = why
             rows.append(row)
             continue
-        if set(enc.inputs) - {"lat", "lon"}:
-            row["skipped"] = f"needs batch keys {list(enc.inputs)}"
-            rows.append(row)
-            continue
+        torch.manual_seed(0)
+        enc = build_encoding(name, overrides).to(device)
         enc.train()
         trainable = sum(p.numel() for p in enc.parameters() if p.requires_grad)
         per_points = summary(timings_ms(forward_backward(enc, big), device, args.repeats))

@@ -41,17 +41,15 @@ def column(rows: list[dict[str, str]], key: str) -> list[float]:
 
 
 def build_or_skip(name: str) -> SpatialEncoding:
-    """Encoding `name` composed as a run would (a YAML may use ${seed}); the test is skipped when it
-    needs an optional extra that is not installed, or batch keys beyond lat/lon (tested with its world)."""
-    from clay_exp.encodings.catalog import build_encoding
+    """Encoding `name` composed as a run would (a YAML may use ${seed}); the test is skipped when its
+    class declares an optional package that is not installed, or batch keys beyond lat/lon (tested
+    with its world): `clay_exp.catalog.unavailable_reason`."""
+    from clay_exp.catalog import build_encoding, unavailable_reason
 
-    try:
-        enc = build_encoding(name)
-    except ImportError as error:
-        pytest.skip(f"{name}: optional dependency missing ({error})")
-    if set(enc.inputs) - {"lat", "lon"}:
-        pytest.skip(f"{name} needs batch keys {enc.inputs}; tested with its world")
-    return enc
+    why = unavailable_reason(name)
+    if why:
+        pytest.skip(f"{name}: {why}")
+    return build_encoding(name)
 
 
 class InterruptAfterSteps(L.Callback):

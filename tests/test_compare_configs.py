@@ -14,13 +14,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from clay_exp.config import CONFIG_DIR, config_options
+from clay_exp.catalog import required_overrides
+from clay_exp.config import CONFIG_DIR, config_options, swept_options
 from clay_exp.results import RunRecord
 from clay_exp.session import wandb_summary
 from clay_exp.train import set_torch_threads
 
 EXPERIMENT_FILE = CONFIG_DIR / "experiment" / "compare_encodings.yaml"
 NOT_SWEPT = re.compile(r"^# not swept: (\S+) — (.+)$", re.MULTILINE)
+#: "every encoding but these": Hydra's glob over the group's options (extended override syntax)
+GLOB_EXCLUDE = re.compile(r"glob\(\*(?:,exclude=\[([\w,]*)\])?\)")
 
 
 def compose_with_hydra(overrides: Sequence[str]) -> DictConfig:
@@ -38,21 +41,26 @@ def swept(cfg: DictConfig, key: str) -> list[str]:
 @pytest.mark.parametrize(
     "experiment", ["compare_encodings", "compare_encodings_gpu", "compare_encodings_known_answer"]
 )
-def test_comparison_sweeps_every_encoding_not_documented_as_left_out(experiment):
+def test_comparison_sweeps_every_encoding_but_the_declared_exclusions(experiment):
     cfg = compose_with_hydra([f"experiment={experiment}"])
-    encodings = swept(cfg, "encoding")
-    # an experiment that restates the sweep says what it leaves out; one that inherits it (gpu) does not
+    sweep = str(cfg.hydra.sweeper.params.encoding)
+    match = GLOB_EXCLUDE.fullmatch(sweep)
+    assert match, f"{experiment} sweeps {sweep!r}, not every encoding but some: glob(*,exclude=[...])"
+    excluded = set(filter(None, (match.group(1) or "").split(",")))
+    encodings = swept_options([f"experiment={experiment}"], "encoding")  # what Hydra's sweeper runs
+    assert encodings == sorted(set(config_options("encoding")) - excluded)
+    # each exclusion says why, on a "# not swept:" line (an experiment that inherits the sweep, gpu,
+    # inherits the lines)
     own = NOT_SWEPT.findall((CONFIG_DIR / "experiment" / f"{experiment}.yaml").read_text())
-    left_out = dict(own or NOT_SWEPT.findall(EXPERIMENT_FILE.read_text()))
-    available = set(config_options("encoding"))
-    missing = available - set(encodings) - set(left_out)
-    assert not missing, (
-        f"configs/experiment/compare_encodings.yaml does not sweep {sorted(missing)}: add them to "
-        f"hydra.sweeper.params.encoding, or add a '# not swept: <name> — <why>' line"
-    )
-    assert set(encodings) <= available, f"swept encodings without a config: {set(encodings) - available}"
-    assert not set(encodings) & set(left_out)
-    assert len(encodings) == len(set(encodings))
+    reasons = dict(own or NOT_SWEPT.findall(EXPERIMENT_FILE.read_text()))
+    assert set(reasons) == excluded and all(reasons.values()), (excluded, reasons)
+    # every swept encoding runs in this experiment: the overrides its class requires (e.g. the
+    # oracle's world) are the experiment's own choices
+    choices = cfg.hydra.runtime.choices
+    for name in encodings:
+        for override in required_overrides(name):
+            group, option = override.split("=")
+            assert choices[group] == option, f"{experiment} sweeps {name}, which needs {override}"
     assert swept(cfg, "seed") == ["0", "1", "2"]
     assert cfg.experiment_name == experiment
 
@@ -60,7 +68,9 @@ def test_comparison_sweeps_every_encoding_not_documented_as_left_out(experiment)
 def test_known_answer_comparison_runs_the_oracle_on_its_world():
     cfg = compose_with_hydra(["experiment=compare_encodings_known_answer"])
     assert cfg.hydra.runtime.choices.data == "hierarchical_world"
-    assert "oracle" in swept(cfg, "encoding") and "none" in swept(cfg, "encoding")
+    encodings = swept_options(["experiment=compare_encodings_known_answer"], "encoding")
+    assert "oracle" in encodings and "none" in encodings
+    assert "oracle" not in swept_options(["experiment=compare_encodings"], "encoding")
 
 
 def test_gpu_comparison_is_bigger_and_on_a_gpu():

@@ -12,8 +12,8 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
+from clay_exp.catalog import required_overrides, unavailable_reason
 from clay_exp.config import config_options
-from clay_exp.encodings.catalog import build_encoding, required_overrides
 from clay_exp.results import read_results
 from clay_exp.train import train
 from tests.helpers import ROOT, TINY, column, read_metrics
@@ -22,11 +22,10 @@ from tests.helpers import ROOT, TINY, column, read_metrics
 @pytest.mark.parametrize("injection", ["add", "token"])
 @pytest.mark.parametrize("encoding", config_options("encoding"))
 def test_fast_dev_run_every_encoding_and_injection(make_cfg, encoding, injection, tmp_path):
-    data = required_overrides(encoding)
-    try:
-        build_encoding(encoding)
-    except ImportError as error:  # an optional extra (e.g. geoclip) that is not installed
-        pytest.skip(f"{encoding}: {error}")
+    why = unavailable_reason(encoding, batch_keys=None)  # e.g. an optional extra not installed
+    if why:
+        pytest.skip(f"{encoding}: {why}")
+    data = required_overrides(encoding)  # the world its inputs need (the oracle's latents)
     cfg = make_cfg(
         [f"encoding={encoding}", f"injection={injection}", "trainer.fast_dev_run=true", *data, *TINY]
     )

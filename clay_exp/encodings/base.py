@@ -5,7 +5,10 @@ shape ``(B,)``, plus any other batch keys it declares in ``inputs``) into a ``(B
 tensor. It knows nothing of the backbone: the MAE projects ``out_dim`` to its width and injects it.
 
 Adding an encoding = one file here (a subclass implementing ``encode``) + one YAML in
-``configs/encoding/`` whose ``_target_`` points at it.
+``configs/encoding/`` whose ``_target_`` points at it. What an encoding needs beyond a location is
+declared on its class (`SpatialEncoding.inputs`, `requires_package`, `required_overrides`); the
+catalog (`clay_exp.catalog.unavailable_reason`) derives from these alone whether a training run,
+the probe or a benchmark can run it. This package imports neither Hydra nor `clay_exp.data`.
 """
 
 from __future__ import annotations
@@ -47,12 +50,21 @@ def check_coordinates(lat: Tensor, lon: Tensor) -> None:
 class SpatialEncoding(nn.Module):
     """Base class: ``forward(batch) -> (B, out_dim)``.
 
-    Subclasses set ``out_dim`` in ``__init__`` and implement ``encode(lat, lon, **extra)``.
-    ``inputs`` names the batch keys ``encode`` receives (``lat`` and ``lon`` by default); the base
-    class validates coordinates before ``encode`` sees them.
+    Subclasses set ``out_dim`` in ``__init__`` and implement ``encode(lat, lon, **extra)``; the base
+    class validates coordinates before ``encode`` sees them. What a subclass needs, declared once on
+    the class (everything that decides whether it can run, in train, sweeps, probe and benchmarks,
+    reads these):
+
+    * ``inputs``: the batch keys ``encode`` receives (``lat`` and ``lon`` by default).
+    * ``requires_package``: the optional package (a pip extra of the same name, ``pip install
+      '.[<name>]'``) it imports, or None.
+    * ``required_overrides``: the overrides a run needs for its batches to carry ``inputs``, e.g.
+      ``("data=hierarchical_world",)`` for the oracle's ``latents``; empty when any world will do.
     """
 
     inputs: ClassVar[tuple[str, ...]] = ("lat", "lon")
+    requires_package: ClassVar[str | None] = None
+    required_overrides: ClassVar[tuple[str, ...]] = ()
     #: True when `encode` returns exactly Clay v1's location values ``[sin φ, cos φ, sin λ, cos λ]``
     #: (radians): ``injection=clay_v1`` then packs them unprojected (see clay_exp/models/injection.py).
     clay_v1_latlon: ClassVar[bool] = False

@@ -30,6 +30,8 @@ def load_geoclip_location_encoder() -> nn.Module:
 
 
 class GeoCLIPPretrainedEncoding(SpatialEncoding):
+    requires_package = "geoclip"
+
     def __init__(self, freeze: bool = True) -> None:
         super().__init__()
         self.encoder = load_geoclip_location_encoder()

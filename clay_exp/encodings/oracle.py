@@ -16,22 +16,25 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from clay_exp.data.hierarchical import FACTORS_PER_LEVEL
 from clay_exp.encodings.base import SpatialEncoding
 
 
 class OracleEncoding(SpatialEncoding):
-    """Returns the batch's ``latents`` (``FACTORS_PER_LEVEL`` per level of the world) as float32.
+    """Returns the batch's ``latents`` (`factors_per_level` per level of the world) as float32.
 
     Args:
         levels: the world's levels (``data.world.levels``); None when the data is another world,
             which is an error: there are no latents to read.
+        factors_per_level: latent factors per level, the world's (configs/encoding/oracle.yaml passes
+            it; 8 is hierarchical_world's, kept here as a number: the encodings import no data code).
+        known: ``all`` (the information floor) or ``seen`` (only tiles holding training chips).
     """
 
     inputs = ("lat", "lon", "latents", "latents_seen")
+    required_overrides = ("data=hierarchical_world",)
     KNOWN_CHOICES = ("all", "seen")
 
-    def __init__(self, levels: Sequence[int] | None, known: str = "all") -> None:
+    def __init__(self, levels: Sequence[int] | None, factors_per_level: int = 8, known: str = "all") -> None:
         super().__init__()
         if known not in self.KNOWN_CHOICES:
             raise ValueError(f"encoding.known={known!r} is not one of {list(self.KNOWN_CHOICES)}")
@@ -42,8 +45,11 @@ class OracleEncoding(SpatialEncoding):
                 "latent factors, which no other world's batches carry (the composed config has no "
                 f"data.world.levels, got {levels!r})"
             )
+        if int(factors_per_level) < 1:
+            raise ValueError(f"encoding.factors_per_level={factors_per_level!r} must be >= 1")
         self.levels = list(levels)
-        self.out_dim = FACTORS_PER_LEVEL * len(self.levels)
+        self.factors_per_level = int(factors_per_level)
+        self.out_dim = self.factors_per_level * len(self.levels)
 
     def encode(self, lat: Tensor, lon: Tensor, latents: Tensor, latents_seen: Tensor) -> Tensor:
         if latents.shape != (lat.shape[0], self.out_dim):
@@ -53,7 +59,7 @@ class OracleEncoding(SpatialEncoding):
             )
         if self.known == "all":
             return latents.float()
-        per_level = latents.float().view(lat.shape[0], len(self.levels), FACTORS_PER_LEVEL)
+        per_level = latents.float().view(lat.shape[0], len(self.levels), self.factors_per_level)
         return (per_level * latents_seen.to(per_level.dtype)[..., None]).flatten(1)
 
     def extra_repr(self) -> str:

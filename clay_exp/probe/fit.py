@@ -6,6 +6,7 @@ Lightning's per-fit setup would cost more than the fit, times (encodings × task
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -18,6 +19,7 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 
 from clay_exp.encodings.base import SpatialEncoding
 from clay_exp.encodings.layers import mlp
+from clay_exp.optim import build_optimizer
 from clay_exp.probe.tasks import PointSet, TaskData
 
 #: Scores per test set, as ``<set>/<score>`` metric keys.
@@ -107,13 +109,8 @@ def fit_probe(
     head = ProbeHead(encoding.out_dim, len(data.classes), fit.hidden_dim, fit.num_layers)
     trainable = [p for p in encoding.parameters() if p.requires_grad]
     # The encoding's own groups keep their learning-rate scales (e.g. hierarchical's per-level rates).
-    groups = [{"params": list(head.parameters())}, *encoding.param_groups()]
-    optimizer = torch.optim.Adam(
-        [{k: v for k, v in g.items() if k not in ("lr_scale", "name")} for g in groups], lr=fit.lr
-    )
-    for group, spec in zip(optimizer.param_groups, groups, strict=True):
-        group["lr"] = fit.lr * spec.get("lr_scale", 1.0)
-    encoding.attach_optimizer(optimizer)
+    groups = [{"name": "head", "params": list(head.parameters())}, *encoding.param_groups()]
+    optimizer = build_optimizer(functools.partial(torch.optim.Adam, lr=fit.lr), groups, encoding)
 
     train, n = data.train, len(data.train)
     batch = n if fit.batch_size is None else min(fit.batch_size, n)

@@ -1,7 +1,8 @@
 """The whole probe: every encoding × task × seed, skipped and failed fits included, and its files.
 
-Encodings come from configs/encoding/ (`clay_exp.encodings.catalog`); one that needs batch keys
-besides a location or whose optional package is missing is skipped, with the reason. The numbers are
+Encodings come from configs/encoding/ (`clay_exp.catalog`); one that needs batch keys
+besides a location or whose optional package is missing (its class's declarations) is skipped, with
+the reason. The numbers are
 written with `clay_exp.report` (``comparison.md``/``.csv``, ``runs.csv``, ``final_loss.png``) plus
 ``probe.json``.
 """
@@ -18,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import get_class
 
-from clay_exp.encodings import catalog
+from clay_exp import catalog
 from clay_exp.encodings.base import SpatialEncoding
 from clay_exp.probe.fit import SCORES, FitSettings, fit_probe
 from clay_exp.probe.tasks import (
@@ -42,22 +42,11 @@ PROBE_INPUTS = ("lat", "lon")
 
 # -- encodings ------------------------------------------------------------------------------------
 def skip_reason(name: str) -> str | None:
-    """Why encoding `name` cannot be probed (None if it can).
-
-    Skipped: an encoding that reads batch keys besides a location, or whose optional package is not
-    installed. Any other error building it is left to the fits, which report it as failed.
+    """Why encoding `name` cannot be probed (None if it can): its class reads batch keys besides a
+    location, or declares an optional package that is not installed (`clay_exp.catalog.unavailable_reason`).
+    Any other error building it is left to the fits, which report it as failed.
     """
-    try:
-        cls = get_class(catalog.encoding_config(name)["_target_"])
-        needs = [k for k in getattr(cls, "inputs", PROBE_INPUTS) if k not in PROBE_INPUTS]
-        if needs:
-            return f"needs batch keys {needs} besides a location (the probe gives only lat, lon)"
-        catalog.build_encoding(name)
-    except ImportError as error:
-        return f"{type(error).__name__}: {error}"
-    except Exception:  # reported by every fit of this encoding instead
-        pass
-    return None
+    return catalog.unavailable_reason(name, PROBE_INPUTS)
 
 
 def build_encoding(name: str, seed: int) -> SpatialEncoding:

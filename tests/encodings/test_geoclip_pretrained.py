@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from clay_exp.encodings.catalog import build_encoding
+from clay_exp.catalog import build_encoding
 from clay_exp.encodings.geoclip_pretrained import GeoCLIPPretrainedEncoding
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from pyproj import Proj
 
+from clay_exp.catalog import build_encoding
 from clay_exp.encodings.cartesian3d import Cartesian3DEncoding
-from clay_exp.encodings.catalog import build_encoding
 from clay_exp.encodings.multiscale import geometric_radii, whole_cycles
 from clay_exp.encodings.rff import RandomFourierFeaturesEncoding, equal_earth
 from clay_exp.encodings.space2vec_grid import Space2VecGridEncoding

@@ -49,6 +49,19 @@ def test_oracle_checks_its_inputs(world_batch):
         enc(dict(world_batch, latents=world_batch["latents"][:, :5]))
 
 
+@pytest.mark.parametrize(("levels", "shares"), [("[0,3,6,10]", "[0.2,0.2,0.2,0.3]"), ("[2,9]", "[0.5,0.4]")])
+def test_oracle_width_from_its_config_is_the_worlds_latent_width(levels, shares):
+    """The oracle's YAML gives it levels x factors per level by interpolation (the encodings import
+    no data code): the width must be what the world's batches carry."""
+    cfg = compose_config(
+        ["encoding=oracle", WORLD, f"data.world.levels={levels}", f"data.world.level_shares={shares}"]
+    )
+    enc = instantiate(cfg.encoding)
+    world = instantiate(cfg.data.world)(length=4, chip_size=16)  # a partial: the datamodule adds the rest
+    assert enc.out_dim == world.latent_dim == FACTORS_PER_LEVEL * len(world.levels)
+    assert enc(world[[0, 1, 2, 3]]).shape == (4, world.latent_dim)
+
+
 @pytest.mark.parametrize("data", ["synthetic", "earth"])
 def test_oracle_with_another_world_fails_at_once(data):
     cfg = compose_config(["encoding=oracle", f"data={data}"])

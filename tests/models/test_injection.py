@@ -10,7 +10,7 @@ import pytest
 import torch
 from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 
-from clay_exp.encodings.catalog import build_encoding
+from clay_exp.catalog import build_encoding
 from clay_exp.encodings.sincos import SinCosEncoding
 from clay_exp.models.injection import INJECTION_CHOICES, clay_v1_time
 from clay_exp.models.mae import MaskedAutoencoderViT
