@@ -1,7 +1,9 @@
 """`data=geotiff`: a folder of GeoTIFFs (one's own Sentinel-2 chips, or the demo rasters) through TorchGeo.
 
-All TorchGeo-facing code lives in this module: it is written against TorchGeo 0.8.1, whose samples
-are ``{'image', 'crs', 'bounds': (slice x, slice y, slice t)}`` and whose samplers are
+All TorchGeo-facing code lives in this module (~790 lines on purpose, the one module over 400 that
+is: a TorchGeo upgrade is then one file's work; the chip cache, which does not touch TorchGeo, is
+`clay_exp.data.chip_cache`): it is written against TorchGeo 0.8.1, whose samples are
+``{'image', 'crs', 'bounds': (slice x, slice y, slice t)}`` and whose samplers are
 `RandomGeoSampler` / `GridGeoSampler` (0.9+ changed both).
 
 * `GeoTiffFolder` (a `RasterDataset`): every ``*.tif`` below ``paths``, in any CRS (TorchGeo warps

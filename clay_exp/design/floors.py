@@ -1,5 +1,9 @@
 """Information floors: the ideal predictor's masked-patch loss without and with location.
 
+(One module of ~590 lines on purpose: the closed form, the two Monte-Carlo estimators, the linear
+estimator of the other worlds and the config glue all share one convention for patches, masks and
+the norm-pix loss — the MAE's — and a floor computed with another convention would be wrong.)
+
 A location encoding can only lower the MAE's loss by the information location carries that the
 visible patches lack. These floors measure that information for a generated world, before training:
 
