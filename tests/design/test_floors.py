@@ -21,7 +21,7 @@ from clay_exp.design.floors import (
     patchify,
     random_masks,
 )
-from clay_exp.models.mae import MaskedAutoencoderViT
+from tests.helpers import small_mae
 
 # Unknown factors at z10: every chip sits in its own tile, so factors are i.i.d. across chips, as
 # the closed form assumes (a coarse level with few tiles has its world-specific second moments).
@@ -34,17 +34,7 @@ def small_world(length: int = 512, **kw) -> HierarchicalWorld:
 
 def test_patches_and_normalisation_are_the_maes():
     torch.manual_seed(0)
-    mae = MaskedAutoencoderViT(
-        img_size=8,
-        patch_size=4,
-        in_chans=2,
-        embed_dim=16,
-        depth=1,
-        num_heads=2,
-        decoder_embed_dim=16,
-        decoder_depth=1,
-        decoder_num_heads=2,
-    )
+    mae = small_mae(img_size=8, in_chans=2, embed_dim=16, decoder_embed_dim=16)
     images, pred = torch.randn(3, 2, 8, 8), torch.randn(3, 4, 32)
     mask = torch.tensor([[1.0, 1, 1, 0], [0, 1, 1, 1], [1, 0, 1, 1]])
     assert torch.equal(patchify(images, 4), mae.patchify(images))

@@ -100,3 +100,16 @@ def study_runs(losses: dict[str, list[float]], study: dict[str, Any] | None, **c
         for e, values in losses.items()
         for s, v in enumerate(values)
     ]
+
+
+def mixed_runs() -> list[Run]:
+    """Every encoding of `LOSSES` at seeds 0-2 (encoding params 0, 10, 20), plus a failed `sincos`
+    run (seed 3) and a `xyz` run still running: what a typical sweep folder holds."""
+    out = [
+        run(e, s, v, params_encoding=10 * i)
+        for i, (e, vs) in enumerate(LOSSES.items())
+        for s, v in enumerate(vs)
+    ]
+    out.append(run("sincos", 3, None, status="failed", error="ValueError: Invalid learning rate: -1"))
+    out.append(run("xyz", 0, None, status="running"))
+    return out

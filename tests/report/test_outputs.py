@@ -7,19 +7,12 @@ import pandas as pd
 import pytest
 
 from clay_exp.report import compare, plot_final, to_markdown, write_report
-from tests.report.factory import LOSSES, run
+from tests.report.factory import LOSSES, mixed_runs, run
 
 
 @pytest.fixture
 def runs():
-    out = [
-        run(e, s, v, params_encoding=10 * i)
-        for i, (e, vs) in enumerate(LOSSES.items())
-        for s, v in enumerate(vs)
-    ]
-    out.append(run("sincos", 3, None, status="failed", error="ValueError: Invalid learning rate: -1"))
-    out.append(run("xyz", 0, None, status="running"))
-    return out
+    return mixed_runs()
 
 
 def test_markdown_table(runs):

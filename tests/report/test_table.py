@@ -8,21 +8,14 @@ import numpy as np
 import pytest
 
 from clay_exp.report import Metric, Run, compare, comparison_frame, holm, paired_t_test, section_markdown
-from tests.report.factory import LOSSES, run
+from tests.report.factory import LOSSES, mixed_runs, run
 
 LOSS = Metric("val/loss")
 
 
 @pytest.fixture
 def runs() -> list[Run]:
-    out = [
-        run(e, s, v, params_encoding=10 * i)
-        for i, (e, vs) in enumerate(LOSSES.items())
-        for s, v in enumerate(vs)
-    ]
-    out.append(run("sincos", 3, None, status="failed", error="ValueError: Invalid learning rate: -1"))
-    out.append(run("xyz", 0, None, status="running"))
-    return out
+    return mixed_runs()
 
 
 def gap(own: str, baseline: str, yardstick: str) -> float:
