@@ -304,7 +304,21 @@ class ChipMaker:
         return sample
 
 
-class GeoTiffFolder(RasterDataset):
+class ChipStatistics:
+    """The band statistics (`mean`, `std`) of a dataset that makes its chips with ``self.chips``."""
+
+    chips: ChipMaker
+
+    @property
+    def mean(self) -> Tensor:
+        return self.chips.mean
+
+    @property
+    def std(self) -> Tensor:
+        return self.chips.std
+
+
+class GeoTiffFolder(ChipStatistics, RasterDataset):
     """A folder of GeoTIFFs as a TorchGeo `RasterDataset` whose samples carry lat/lon (module docstring).
 
     Args:
@@ -351,14 +365,6 @@ class GeoTiffFolder(RasterDataset):
         )
         self.check_chip_size(chip_size)
         self.chips = make_chip_maker(self, mean, std, nodata, max_nodata_fraction)
-
-    @property
-    def mean(self) -> Tensor:
-        return self.chips.mean
-
-    @property
-    def std(self) -> Tensor:
-        return self.chips.std
 
     def check_chip_size(self, chip_size: int) -> None:
         check_chip_size(self, chip_size)
@@ -410,19 +416,11 @@ def make_chip_maker(
     return ChipMaker(raster.crs, mean, std, values, times, max_nodata_fraction)
 
 
-class RasterChips(Dataset):
+class RasterChips(ChipStatistics, Dataset):
     """Any TorchGeo `RasterDataset` with the project's chips (`ChipMaker`): index it with a query."""
 
     def __init__(self, raster: RasterDataset, chips: ChipMaker) -> None:
         self.raster, self.chips = raster, chips
-
-    @property
-    def mean(self) -> Tensor:
-        return self.chips.mean
-
-    @property
-    def std(self) -> Tensor:
-        return self.chips.std
 
     def centres(self, queries: Sequence[GeoSlice]) -> tuple[Tensor, Tensor]:
         return self.chips.centres(queries)
