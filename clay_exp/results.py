@@ -93,10 +93,6 @@ class RunRecord:
             raise ValueError(f"results status={self.status!r} is not one of {list(STATUSES)}")
 
     @property
-    def finished(self) -> bool:
-        return self.status != "running"
-
-    @property
     def failure_reason(self) -> str | None:
         """One line saying why the run did not complete (the innermost error), or None."""
         if not self.error:

@@ -123,21 +123,31 @@ class HierarchicalWorld(GeneratedWorld):
         #: Per level, the sorted keys of the tiles that hold training chips (None: not told).
         self.seen_tiles: list[Tensor] | None = None
 
-    def tile_keys(self, lat: Tensor, lon: Tensor) -> Tensor:
-        """One int64 key per point and level, (B, L): ``x · 2^z + y`` of its tile at that level."""
+    def tile_xy(self, lat: Tensor, lon: Tensor) -> tuple[Tensor, Tensor]:
+        """Column x and row y of each point's tile at every level, each (B, L) int64."""
         chain = tile_chain(lon, lat, self.levels)
-        return torch.stack([chain[z][0] * 2**z + chain[z][1] for z in self.levels], dim=1)
+        return (
+            torch.stack([chain[z][0] for z in self.levels], dim=1),
+            torch.stack([chain[z][1] for z in self.levels], dim=1),
+        )
+
+    def _keys(self, x: Tensor, y: Tensor) -> Tensor:
+        """One int64 key per tile, (B, L): ``x · 2^z + y`` at each level's zoom z."""
+        return x * (2 ** torch.tensor(self.levels)) + y
 
     def observe_training(self, lat: Tensor, lon: Tensor) -> None:
         """Remember which tiles the training chips (at `lat`, `lon`) occupy, level by level."""
-        keys = self.tile_keys(lat, lon)
+        keys = self._keys(*self.tile_xy(lat, lon))
         self.seen_tiles = [torch.unique(keys[:, i]) for i in range(len(self.levels))]
 
     def seen(self, lat: Tensor, lon: Tensor) -> Tensor:
         """(B, L) bool: whether each point's tile at each level holds a training chip."""
+        return self._seen(*self.tile_xy(lat, lon))
+
+    def _seen(self, x: Tensor, y: Tensor) -> Tensor:
         if self.seen_tiles is None:
-            return torch.ones(lat.shape[0], len(self.levels), dtype=torch.bool)
-        keys = self.tile_keys(lat, lon)
+            return torch.ones(x.shape, dtype=torch.bool)
+        keys = self._keys(x, y)
         return torch.stack([torch.isin(keys[:, i], t) for i, t in enumerate(self.seen_tiles)], dim=1)
 
     @property
@@ -146,18 +156,21 @@ class HierarchicalWorld(GeneratedWorld):
 
     def tile_factors(self, lat: Tensor, lon: Tensor) -> Tensor:
         """Factors of each point's tile at every level, (B, L, d), each level's vector of norm √d."""
-        chain = tile_chain(lon, lat, self.levels)
-        x = torch.stack([chain[z][0] for z in self.levels], dim=1)[..., None]  # (B, L, 1)
-        y = torch.stack([chain[z][1] for z in self.levels], dim=1)[..., None]
+        return self._factors(*self.tile_xy(lat, lon))
+
+    def _factors(self, x: Tensor, y: Tensor) -> Tensor:
         zoom = torch.tensor(self.levels)[:, None]
-        u = hash_uniform(self.world_seed, _TILE, zoom, x, y, torch.arange(FACTORS_PER_LEVEL))  # (B, L, d)
+        u = hash_uniform(  # (B, L, d)
+            self.world_seed, _TILE, zoom, x[..., None], y[..., None], torch.arange(FACTORS_PER_LEVEL)
+        )
         gauss = torch.special.ndtri(u)
         return math.sqrt(FACTORS_PER_LEVEL) * gauss / gauss.norm(dim=-1, keepdim=True)
 
     def generate(self, ids: Tensor) -> dict[str, Tensor]:
         s = self.chip_size
         lat, lon = self.locations(ids)
-        factors = self.tile_factors(lat, lon)  # (B, L, d)
+        x, y = self.tile_xy(lat, lon)  # the tile chain once, for the factors and what training saw
+        factors = self._factors(x, y)  # (B, L, d)
         amplitude = torch.tensor([math.sqrt(v) for v in self.level_shares])[None, :, None]
         image = torch.einsum("blk,lkchw->bchw", factors * amplitude, self.basis)
         if self.noise_share > 0:
@@ -169,5 +182,5 @@ class HierarchicalWorld(GeneratedWorld):
             "lon": lon,
             "index": ids,
             "latents": factors.flatten(1),
-            "latents_seen": self.seen(lat, lon),
+            "latents_seen": self._seen(x, y),
         }
