@@ -181,3 +181,13 @@ def small_mae(**kwargs):
         decoder_num_heads=2,
     )
     return MaskedAutoencoderViT(**(args | kwargs))
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` as a module (its command line's ``main``), without running it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_cli", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

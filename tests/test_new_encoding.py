@@ -7,7 +7,6 @@ encodings: one declaration on the class decides it everywhere."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 
@@ -20,7 +19,7 @@ from clay_exp.probe import FitSettings, run_probe
 from clay_exp.probe import run as probe_run
 from clay_exp.results import read_results
 from clay_exp.train import train
-from tests.helpers import ROOT, TINY
+from tests.helpers import TINY, load_script
 
 ENCODING_FILE = """
 import torch
@@ -69,13 +68,6 @@ def test_the_plugin_and_the_config_module_read_the_same_variable():
     assert plugin.CONFIG_DIRS_ENV == CONFIG_DIRS_ENV
 
 
-def script(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_cli", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_new_encoding_is_one_file_and_one_yaml(throwaway):
     assert {NEW, NEEDS_PACKAGE} <= set(catalog.encoding_names())  # every listing's default
     assert catalog.unavailable_reason(NEW) is None
@@ -109,14 +101,14 @@ def test_a_new_encoding_is_one_file_and_one_yaml(throwaway):
     out = throwaway / "benchmark_encodings.json"
     argv = ["--encodings", NEW, NEEDS_PACKAGE, "--points", "64", "--batch-size", "8", "--repeats", "1"]
     argv += ["--step-repeats", "1", "--devices", "cpu", "--threads", "1", "--out", str(out)]
-    script("benchmark_encodings").main(argv)
+    load_script("benchmark_encodings").main(argv)
     rows = {r["encoding"]: r for r in json.loads(out.read_text())["results"][0]["encodings"]}
     assert rows[NEW]["out_dim"] == 3 and rows[NEW]["ms_per_points"] > 0
     assert rows[NEEDS_PACKAGE]["skipped"] == missing
     args = argparse.Namespace(batch_size=8, steps=1, warmup=1, rounds=1)
     steps = {
         r["encoding"]: r
-        for r in script("benchmark").bench_encodings([NEW, NEEDS_PACKAGE], args, torch.device("cpu"))
+        for r in load_script("benchmark").bench_encodings([NEW, NEEDS_PACKAGE], args, torch.device("cpu"))
     }
     assert steps[NEW]["step_ms"] > 0 and steps[NEW]["world"] == "synthetic"
     assert steps[NEEDS_PACKAGE]["skipped"] == missing

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,16 +12,12 @@ import torch
 
 from clay_exp.probe import TASKS, FitSettings, build_encoding, fit_probe, run_probe, sample_points
 from clay_exp.probe import run as probe_run
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "probe.py"
+from tests.helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def cli():
-    spec = importlib.util.spec_from_file_location("probe_cli", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("probe")
 
 
 def make(name: str, seed: int = 0):

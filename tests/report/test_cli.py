@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,17 +10,13 @@ import pytest
 from omegaconf import OmegaConf
 
 from clay_exp.results import RunRecord
+from tests.helpers import load_script
 from tests.report.factory import LOSSES, study_node, write_run, write_truncated
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare.py"
 
 
 @pytest.fixture(scope="module")
 def cli():
-    spec = importlib.util.spec_from_file_location("compare_cli", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("compare")
 
 
 def test_a_truncated_results_json_is_listed_and_the_report_still_written(tmp_path, cli, capsys):
