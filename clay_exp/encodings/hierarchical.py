@@ -20,13 +20,18 @@ proposal damps its update by how many tiles share it. ``share_scaling`` picks th
 * ``count``: 4^-(max_zoom - z), the proposal's rule (z0 of a z15 chain: 4^-15);
 * ``sqrt_count``: 2^-(max_zoom - z), gentler;
 * ``batch_count``: per row and per batch, 1 / (number of chips in the batch that hit that row);
+* ``observed``: per row, 1 / max(1, the mean number of chips per training batch that have reached
+  it so far) — the proposal's "divide by how many share it" with the number that *do* share it per
+  step, not the 4^dz that could: a z3 row of a z6 chain is divided by ~1.3 on the known-answer
+  world, not by 64. Smooth where ``batch_count`` jumps with each batch's make-up; rows reached less
+  than once a batch keep the base rate. The counts live in a buffer (saved in checkpoints);
 
 each floored at ``share_floor`` (default 1e-6) so that z0 is not frozen at 4^-15.
 ``share_via`` says how the factor reaches the update:
 
 * ``lr`` (default): static factors are per-level learning rates (one optimizer group per level with
   ``lr_scale``, built by the LightningModule from `param_groups`); exact under any optimizer.
-  ``batch_count`` cannot be a group's learning rate (it varies per row and per batch): the optimizer
+  ``batch_count`` and ``observed`` cannot be a group's learning rate (they vary per row): the optimizer
   steps as usual, then a step hook divides each touched row's change by its count. The update of a
   row is then exactly 1/count of the unscaled one, under Adam too (Adam's moments see the full
   gradient). Rows no chip hit keep the optimizer's momentum-only update unchanged.
@@ -38,7 +43,15 @@ each floored at ``share_floor`` (default 1e-6) so that z0 is not frozen at 4^-15
   relative weight between steps, not as a smaller update. A warning says so at run time.
 
 ``share_init`` (``none | count | sqrt_count``) scales each level's initial standard deviation by
-the same (floored) factors.
+the same (floored) factors. ``lr_scale`` multiplies every table's learning rate: under SGD a row
+gets 1/batch of each chip's gradient and needs a larger rate than the backbone.
+
+**Unseen places.** A row that no training chip reached is a random (or, with ``init_std=0``, zero)
+vector the model never learned to read, and a chip at an unseen place gets one at its finest level.
+``level_dropout`` (one probability per level, or one for all) zeroes a chip's vector at that level
+for that share of training chips (as Clay v1 drops its whole location for 20 % of chips), so the
+model learns what a missing level means; ``unseen_rows=zero`` then reads every row that no training
+chip reached as that zero vector at evaluation (hit counts in a buffer), whatever its init.
 """
 
 from __future__ import annotations
@@ -60,14 +73,17 @@ from clay_exp.tiles import check_zoom, tile_chain
 log = logging.getLogger(__name__)
 
 COMBINE_CHOICES = ("concat", "sum")
-SHARE_SCALING_CHOICES = ("none", "count", "sqrt_count", "batch_count")
+SHARE_SCALING_CHOICES = ("none", "count", "sqrt_count", "batch_count", "observed")
 SHARE_VIA_CHOICES = ("lr", "grad")
 SHARE_INIT_CHOICES = ("none", "count", "sqrt_count")
+UNSEEN_ROWS_CHOICES = ("keep", "zero")
+#: Share-scaling rules whose factor is per row, applied to the update (lr) or gradient (grad) by hooks.
+ROW_RULES = ("batch_count", "observed")
 
 
 def level_share_factor(rule: str, zoom: int, max_zoom: int, floor: float) -> float:
     """The static factor of level `zoom` under `rule`: count 4^-(max_zoom-zoom), sqrt_count 2^-(...),
-    floored at `floor`; 1 for ``none`` and ``batch_count`` (whose factor is per row and per batch)."""
+    floored at `floor`; 1 for ``none``, ``batch_count`` and ``observed`` (whose factor is per row)."""
     dz = max_zoom - zoom
     factor = {"count": 4.0**-dz, "sqrt_count": 2.0**-dz}.get(rule, 1.0)
     return max(floor, factor)
@@ -82,7 +98,7 @@ def _choice(name: str, value: Any, choices: Sequence[str]) -> str:
 class TileTable(nn.Module):
     """Embedding rows for the tiles of one zoom level: dense when 4^zoom <= max_rows, hashed otherwise."""
 
-    def __init__(self, zoom: int, dim: int, max_rows: int, init_std: float) -> None:
+    def __init__(self, zoom: int, dim: int, max_rows: int, init_std: float, track_hits: bool = False) -> None:
         super().__init__()
         self.zoom = zoom
         self.num_tiles = 4**zoom
@@ -93,6 +109,9 @@ class TileTable(nn.Module):
             nn.init.trunc_normal_(self.embedding.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
         else:  # every row starts equal: a tile no training chip reaches stays neutral (see init_std)
             nn.init.zeros_(self.embedding.weight)
+        #: Training chips that reached each row (only when a rule needs it: keeps old checkpoints loading).
+        self.hits: Tensor | None
+        self.register_buffer("hits", torch.zeros(self.num_rows, dtype=torch.float64) if track_hits else None)
 
     def rows(self, x: Tensor, y: Tensor) -> Tensor:
         """Row index of each tile (x, y) at this level: its dense index y·2^z + x, hashed if the table is."""
@@ -138,6 +157,10 @@ class HierarchicalTileEncoding(SpatialEncoding):
         share_floor: smallest factor any scaling may give, in (0, 1].
         share_via: ``lr`` (per-level learning rates / rescaled row updates) or ``grad`` (SGD only).
         share_init: ``none``, ``count`` or ``sqrt_count``: scales each level's ``init_std``.
+        lr_scale: multiplies every table's learning rate (> 0; SGD needs a larger one, module docstring).
+        level_dropout: share of training chips whose vector at a level is zeroed, one value for all
+            levels or one per level, each in [0, 1).
+        unseen_rows: ``keep`` or ``zero`` (evaluation reads rows no training chip reached as zeros).
     """
 
     def __init__(
@@ -152,6 +175,9 @@ class HierarchicalTileEncoding(SpatialEncoding):
         share_floor: float = 1e-6,
         share_via: str = "lr",
         share_init: str = "none",
+        lr_scale: float = 1.0,
+        level_dropout: float | Sequence[float] = 0.0,
+        unseen_rows: str = "keep",
     ) -> None:
         super().__init__()
         levels = [check_zoom(z) for z in levels]
@@ -183,6 +209,18 @@ class HierarchicalTileEncoding(SpatialEncoding):
             raise ValueError(f"share_floor={share_floor!r} must be in (0, 1]")
         if not init_std >= 0:
             raise ValueError(f"init_std={init_std!r} must be >= 0 (0: rows start at zero)")
+        if not lr_scale > 0:
+            raise ValueError(f"lr_scale={lr_scale!r} must be > 0")
+        dropout = (
+            [float(level_dropout)] * len(levels)
+            if isinstance(level_dropout, (int, float))
+            else [float(p) for p in level_dropout]
+        )
+        if len(dropout) != len(levels) or not all(0.0 <= p < 1.0 for p in dropout):
+            raise ValueError(
+                f"level_dropout={level_dropout!r} must be a probability in [0, 1) or one per level ({levels})"
+            )
+        _choice("unseen_rows", unseen_rows, UNSEEN_ROWS_CHOICES)
 
         self.levels = levels
         self.max_zoom = max_zoom
@@ -191,11 +229,22 @@ class HierarchicalTileEncoding(SpatialEncoding):
         self.max_rows = int(max_rows)
         self.share_scaling, self.share_via, self.share_init = share_scaling, share_via, share_init
         self.share_floor = float(share_floor)
+        self.lr_scale = float(lr_scale)
+        self.level_dropout = dropout
+        self.unseen_rows = unseen_rows
+        #: Whether tables count the training chips reaching each row (observed, unseen_rows=zero).
+        self.tracks_hits = share_scaling == "observed" or unseen_rows == "zero"
         #: The static factor of each level under `share_scaling` (1 for none / batch_count).
         self.share_factors = [level_share_factor(share_scaling, z, max_zoom, share_floor) for z in levels]
         init_stds = [init_std * level_share_factor(share_init, z, max_zoom, share_floor) for z in levels]
         self.tables = nn.ModuleList(
-            TileTable(z, d, self.max_rows, std) for z, d, std in zip(levels, dims, init_stds, strict=True)
+            TileTable(z, d, self.max_rows, std, self.tracks_hits)
+            for z, d, std in zip(levels, dims, init_stds, strict=True)
+        )
+        # Training batches seen, the denominator of `observed`'s chips per batch (a buffer: resumes).
+        self.train_batches: Tensor | None
+        self.register_buffer(
+            "train_batches", torch.zeros((), dtype=torch.float64) if self.tracks_hits else None
         )
         self.out_dim = sum(dims) if combine == "concat" else dims[0]
         self._clamp = MercatorLatitudeClamp(type(self).__name__)
@@ -207,8 +256,9 @@ class HierarchicalTileEncoding(SpatialEncoding):
 
     @property
     def rescales_row_updates(self) -> bool:
-        """Whether a step hook divides each touched row's update by its batch count (batch_count via lr)."""
-        return self.share_scaling == "batch_count" and self.share_via == "lr"
+        """Whether a step hook divides each touched row's update by its per-row factor (batch_count or
+        observed, via lr)."""
+        return self.share_scaling in ROW_RULES and self.share_via == "lr"
 
     # -- the forward ----------------------------------------------------------------------------
     def tile_indices(self, lat: Tensor, lon: Tensor) -> dict[int, tuple[Tensor, Tensor]]:
@@ -221,16 +271,31 @@ class HierarchicalTileEncoding(SpatialEncoding):
         training = self.training and torch.is_grad_enabled()
         if training and self.rescales_row_updates and not self._step_hooks:
             raise RuntimeError(
-                "HierarchicalTileEncoding(share_scaling='batch_count', share_via='lr') rescales each row's "
-                "update after the optimizer step: call encoding.attach_optimizer(optimizer) first "
-                "(MAELightningModule.configure_optimizers does)"
+                f"HierarchicalTileEncoding(share_scaling={self.share_scaling!r}, share_via='lr') rescales "
+                "each row's update after the optimizer step: call encoding.attach_optimizer(optimizer) "
+                "first (MAELightningModule.configure_optimizers does)"
             )
+        if training and self.train_batches is not None:
+            self.train_batches += 1
         vectors = []
         for k, table in enumerate(self.tables):
             rows = table.rows(*chain[table.zoom])
-            vector = table.embedding(rows)
+            looked_up = table.embedding(rows)
+            vector, keep = looked_up, None
+            if training and self.level_dropout[k] > 0:
+                keep = torch.rand(len(rows), device=rows.device) >= self.level_dropout[k]
+                vector = looked_up * keep[:, None].to(looked_up.dtype)
+            if training and table.hits is not None:
+                reached = (
+                    torch.ones_like(rows, dtype=table.hits.dtype)
+                    if keep is None
+                    else keep.to(table.hits.dtype)
+                )
+                table.hits.index_add_(0, rows, reached)
+            elif not training and self.unseen_rows == "zero":
+                vector = vector * (table.hits[rows] > 0)[:, None].to(vector.dtype)
             if training and self._step_hooks:
-                self._pending[k].append((rows, vector.detach()))
+                self._pending[k].append((rows, looked_up.detach()))  # the rows' values, not dropped zeros
             if vector.requires_grad and self.share_via == "grad":
                 self._scale_gradient(vector, table, rows, self.share_factors[k])
             vectors.append(vector)
@@ -238,15 +303,24 @@ class HierarchicalTileEncoding(SpatialEncoding):
 
     def _scale_gradient(self, vector: Tensor, table: TileTable, rows: Tensor, factor: float) -> None:
         """share_via='grad': multiply the gradient reaching the looked-up rows by the level's factor."""
-        if self.share_scaling == "batch_count":
-            scale = self._batch_count_factor(table, rows, vector.dtype)[:, None]
+        if self.share_scaling in ROW_RULES:
+            scale = self._row_factor(table, rows, vector.dtype)[:, None]
             vector.register_hook(lambda grad: grad * scale)
         elif factor != 1.0:
             vector.register_hook(lambda grad: grad * factor)
 
-    def _batch_count_factor(self, table: TileTable, rows: Tensor, dtype: torch.dtype) -> Tensor:
-        """1 / (chips hitting the same row) for each chip, floored at share_floor."""
-        return table.row_counts(rows, dtype).reciprocal().clamp_min(self.share_floor)
+    def _row_factor(self, table: TileTable, rows: Tensor, dtype: torch.dtype) -> Tensor:
+        """The per-row factor of each entry of `rows` under a ROW_RULES scaling, floored at share_floor.
+
+        batch_count: 1 / (entries of `rows` naming the same row); observed: 1 / max(1, the row's
+        training chips so far / training batches so far).
+        """
+        if self.share_scaling == "observed":
+            per_batch = table.hits[rows] / self.train_batches.clamp_min(1)
+            factor = per_batch.clamp_min(1.0).reciprocal().to(dtype)
+        else:
+            factor = table.row_counts(rows, dtype).reciprocal()
+        return factor.clamp_min(self.share_floor)
 
     def encode(self, lat: Tensor, lon: Tensor) -> Tensor:
         vectors = self.level_vectors(lat, lon)
@@ -269,7 +343,7 @@ class HierarchicalTileEncoding(SpatialEncoding):
                 "name": f"encoding/z{table.zoom:02d}",
                 "params": [table.embedding.weight],
                 "weight_decay": 0.0,  # decay would shrink every row at every step, used or not
-                "lr_scale": factor if self.share_via == "lr" else 1.0,
+                "lr_scale": self.lr_scale * (factor if self.share_via == "lr" else 1.0),
                 "fused": True,
             }
             for table, factor in zip(self.tables, self.share_factors, strict=True)
@@ -282,11 +356,13 @@ class HierarchicalTileEncoding(SpatialEncoding):
             handle.remove()
         self._pending = [[] for _ in self.tables]
         self._last_step = [None for _ in self.tables]
-        if self.rescales_row_updates and _world_size() > 1:
+        if (self.rescales_row_updates or self.tracks_hits) and _world_size() > 1:
             raise ValueError(
-                "share_scaling='batch_count' with share_via='lr' counts chips per process, and processes "
-                "would rescale the same rows differently under data-parallel training "
-                f"(world size {_world_size()}); use share_via='grad' or a single device"
+                f"share_scaling={self.share_scaling!r} (share_via={self.share_via!r}) with "
+                f"unseen_rows={self.unseen_rows!r} counts chips per process, and processes would treat "
+                f"the same rows differently under data-parallel training (world size {_world_size()}); "
+                "use a single device, or share_scaling in none/count/sqrt_count (batch_count with "
+                "share_via='grad') and unseen_rows='keep'"
             )
         scales_grad = self.share_via == "grad" and self.share_scaling != "none"
         if scales_grad and not isinstance(optimizer, torch.optim.SGD):
@@ -310,7 +386,7 @@ class HierarchicalTileEncoding(SpatialEncoding):
             weight = table.embedding.weight
             after = weight[rows]
             if self.rescales_row_updates:
-                factor = self._batch_count_factor(table, rows, after.dtype)[:, None]
+                factor = self._row_factor(table, rows, after.dtype)[:, None]
                 after = before + (after - before) * factor
                 weight[rows] = after  # duplicate rows write identical values
             self._last_step[k] = (rows, before, after)
@@ -347,7 +423,8 @@ class HierarchicalTileEncoding(SpatialEncoding):
         return (
             f"levels={self.levels}, max_zoom={self.max_zoom}, combine={self.combine}, "
             f"out_dim={self.out_dim}, share_scaling={self.share_scaling}, share_via={self.share_via}, "
-            f"share_init={self.share_init}"
+            f"share_init={self.share_init}, lr_scale={self.lr_scale}, level_dropout={self.level_dropout}, "
+            f"unseen_rows={self.unseen_rows}"
         )
 
 
