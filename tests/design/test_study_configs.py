@@ -1,0 +1,55 @@
+"""Every study experiment composes: each swept arm builds under its own name, and what the study
+declares (comparisons, predicted rankings, yardsticks) names arms the sweep runs."""
+
+from __future__ import annotations
+
+import hydra
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from clay_exp.config import CONFIG_DIR, compose_config
+from clay_exp.encodings.hierarchical import HierarchicalTileEncoding
+
+STUDIES = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("study_*.yaml"))
+
+
+def swept_arms(experiment: str) -> list[str]:
+    cfg = compose_config([f"experiment={experiment}"], hydra_node=True)
+    return str(cfg.hydra.sweeper.params.arm).split(",")
+
+
+def test_the_studies_are_found():
+    assert {"study_known_answer", "study_earth", "study_sharing"} <= set(STUDIES)
+
+
+@pytest.mark.parametrize("experiment", STUDIES)
+def test_declared_arms_are_swept(experiment):
+    arms = set(swept_arms(experiment))
+    study = compose_config([f"experiment={experiment}"]).study
+    declared = {a for c in study.comparisons for a in (c.a, c.b)} | set(study.yardsticks)
+    assert declared <= arms, sorted(declared - arms)
+    for metric, ranking in study.predicted_ranking.items():
+        assert set(ranking) <= arms, (metric, sorted(set(ranking) - arms))
+        assert len(set(ranking)) == len(ranking), metric
+
+
+@pytest.mark.parametrize("experiment", STUDIES)
+def test_every_swept_arm_builds_under_its_own_name(experiment, tmp_path):
+    for arm in swept_arms(experiment):
+        cfg = compose_config([f"experiment={experiment}", f"arm={arm}"], tmp_path)
+        assert cfg.encoding_name == arm
+        encoding = instantiate(cfg.encoding)
+        optimizer = hydra.utils.get_class(cfg.model.optimizer._target_)
+        if arm.startswith("sgd_"):  # the SGD arms: SGD at the study's tuned rates
+            assert optimizer is torch.optim.SGD and cfg.model.optimizer.lr == cfg.study.sgd.lr
+            if hasattr(encoding, "lr_scale"):
+                assert encoding.lr_scale == cfg.study.sgd.table_lr_scale
+                assert encoding.share_via == "grad" or encoding.share_scaling == "none"
+        else:
+            assert optimizer is torch.optim.AdamW
+            if hasattr(encoding, "lr_scale"):  # the study's table rate, or the backbone's (1)
+                want = 1.0 if arm == "hierarchical_base_rate" else cfg.study.get("table_lr_scale", 1.0)
+                assert encoding.lr_scale == want
+        if isinstance(encoding, HierarchicalTileEncoding):  # tables sit on the study's levels
+            assert set(encoding.levels) <= set(cfg.study.levels) and encoding.max_zoom == cfg.study.fine_zoom
