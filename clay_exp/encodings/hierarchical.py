@@ -110,8 +110,9 @@ class TileTable(nn.Module):
         else:  # every row starts equal: a tile no training chip reaches stays neutral (see init_std)
             nn.init.zeros_(self.embedding.weight)
         #: Training chips that reached each row (only when a rule needs it: keeps old checkpoints loading).
+        #: Integers, so that casting the model (``.half()``, bf16-true precision) cannot round them.
         self.hits: Tensor | None
-        self.register_buffer("hits", torch.zeros(self.num_rows, dtype=torch.float64) if track_hits else None)
+        self.register_buffer("hits", torch.zeros(self.num_rows, dtype=torch.long) if track_hits else None)
 
     def rows(self, x: Tensor, y: Tensor) -> Tensor:
         """Row index of each tile (x, y) at this level: its dense index y·2^z + x, hashed if the table is."""
@@ -243,9 +244,7 @@ class HierarchicalTileEncoding(SpatialEncoding):
         )
         # Training batches seen, the denominator of `observed`'s chips per batch (a buffer: resumes).
         self.train_batches: Tensor | None
-        self.register_buffer(
-            "train_batches", torch.zeros((), dtype=torch.float64) if self.tracks_hits else None
-        )
+        self.register_buffer("train_batches", torch.zeros((), dtype=torch.long) if self.tracks_hits else None)
         self.out_dim = sum(dims) if combine == "concat" else dims[0]
         self._clamp = MercatorLatitudeClamp(type(self).__name__)
         # Optimizer step hooks (attach_optimizer) and what they need: per level, the (rows, values
@@ -316,7 +315,7 @@ class HierarchicalTileEncoding(SpatialEncoding):
         training chips so far / training batches so far).
         """
         if self.share_scaling == "observed":
-            per_batch = table.hits[rows] / self.train_batches.clamp_min(1)
+            per_batch = table.hits[rows].double() / self.train_batches.clamp_min(1)
             factor = per_batch.clamp_min(1.0).reciprocal().to(dtype)
         else:
             factor = table.row_counts(rows, dtype).reciprocal()

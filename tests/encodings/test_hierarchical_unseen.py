@@ -146,7 +146,7 @@ def test_a_dropped_chip_does_not_count_as_reaching_its_row():
     dropped = (out[:, 3] == 0).all(dim=-1)
     table = enc.tables[3]
     hits = table.hits[table.rows(*enc.tile_indices(lat, lon)[15])]
-    assert torch.equal(hits, (~dropped).double())
+    assert torch.equal(hits, (~dropped).long())
     assert float(enc.tables[0].hits.sum()) == 64
 
 
@@ -161,6 +161,8 @@ def test_hit_counts_are_saved_and_restored_with_the_weights():
     with torch.no_grad():
         torch.testing.assert_close(fresh({"lat": LAT, "lon": LON}), enc({"lat": LAT, "lon": LON}))
     assert not any("hits" in key for key in encoding().state_dict())  # the default keeps its old keys
+    enc.half()  # casting the model leaves the counts exact integers
+    assert enc.tables[0].hits.dtype == torch.long and int(enc.tables[0].hits.sum()) == 3
 
 
 # -- options -------------------------------------------------------------------------------------
