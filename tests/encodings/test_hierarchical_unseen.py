@@ -192,14 +192,14 @@ def test_lr_scale_multiplies_every_tables_rate_under_sgd_and_adamw(make_cfg):
         "model.backbone.decoder_depth=1",
     ]
     sgd = build_module(
-        make_cfg([*tiny, "encoding=hierarchical_plain", "encoding.lr_scale=64", "model/optimizer=sgd"])
+        make_cfg([*tiny, "encoding=hierarchical_plain", "+encoding.lr_scale=64", "model/optimizer=sgd"])
     )
     optimizer = sgd.configure_optimizers()["optimizer"]
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.9
     rates = {g.get("name"): g["lr"] for g in optimizer.param_groups}
     base = optimizer.defaults["lr"]
     assert [rates[f"encoding/z{z:02d}"] for z in LEVELS] == [pytest.approx(64 * base)] * 4
-    count = build_module(make_cfg([*tiny, "encoding=hierarchical", "encoding.lr_scale=8"]))
+    count = build_module(make_cfg([*tiny, "encoding=hierarchical", "+encoding.lr_scale=8"]))
     optimizer = count.configure_optimizers()["optimizer"]
     assert isinstance(optimizer, torch.optim.AdamW)
     rates = {g.get("name"): g["lr"] for g in optimizer.param_groups}
