@@ -23,7 +23,13 @@ from clay_exp.design.coverage import (
     expected_uniform_coverage,
     level_alignment,
 )
-from clay_exp.design.floors import FloorReport, floors_from_config, memorised_level_floor, world_from_config
+from clay_exp.design.floors import (
+    FloorReport,
+    estimators,
+    floors_from_config,
+    memorised_level_floor,
+    world_from_config,
+)
 
 
 def _pm(value: float | None, se: float | None = None, digits: int = 4) -> str:
@@ -48,7 +54,7 @@ def floors_markdown(report: FloorReport) -> str:
             f"{_pm(f.loss_mc, f.loss_mc_se)} | "
             f"{_pm(f.extra.get('gap_from_first'), f.extra.get('gap_from_first_se'))} |"
         )
-    lines += ["", f"Estimator: {report.floors[0].estimator}; ± one MC standard error; gaps paired on chips."]
+    lines += ["", f"Estimator: {estimators(report)}; ± one MC standard error; gaps paired on chips."]
     return "\n".join(lines)
 
 
@@ -81,7 +87,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--zooms", type=int, nargs="*", default=None, help="coverage zooms (default: world + encoding levels)"
     )
-    p.add_argument("--encoding-levels", type=int, nargs="*", default=[0, 5, 10, 15])
+    p.add_argument(
+        "--encoding-levels",
+        type=int,
+        nargs="*",
+        default=None,
+        help="encoding levels for the coverage (default: the composed encoding's levels, else 0 5 10 15)",
+    )
     p.add_argument(
         "--sites", type=int, default=0, help="also coverage of a sites sampling with this many sites"
     )
@@ -97,7 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or Path("logs/floors") / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
     cfg = compose_config(["logger=csv", *args.overrides], output_dir=out.parent / "run")
     world_levels = list(cfg.data.world.get("levels", []) or [])
-    zooms = args.zooms or sorted({*world_levels, *args.encoding_levels})
+    encoding_levels = args.encoding_levels
+    if encoding_levels is None:  # e.g. a study arm's levels (z0, z3, z6), not the proposal's default
+        encoding_levels = list(cfg.get("encoding", {}).get("levels", None) or [0, 5, 10, 15])
+    zooms = args.zooms or sorted({*world_levels, *encoding_levels})
     result: dict[str, Any] = {"overrides": list(args.overrides), "zooms": zooms}
     sections = []
     if not args.no_floors:
@@ -155,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             coverage_markdown(f"sites prototype, {args.sites} sites at z{args.site_zoom}", levels)
         )
     if world_levels:
-        result["alignment"] = level_alignment(world_levels, args.encoding_levels)
+        result["alignment"] = level_alignment(world_levels, encoding_levels)
         sections.append(
             "Alignment (world level → coarsest encoding level that can hold it, rows per world tile): "
             + ", ".join(

@@ -537,6 +537,16 @@ def linear_floors(
     return floors
 
 
+def estimators(report: FloorReport) -> str:
+    """The distinct estimators of a report's floors, each with the floors it made ("a (x, y); b (z)")."""
+    named: dict[str, list[str]] = {}
+    for f in report.floors:
+        named.setdefault(f.estimator, []).append(f"`{f.name}`")
+    if len(named) == 1:
+        return next(iter(named))
+    return "; ".join(f"{', '.join(names)}: {est}" for est, names in named.items())
+
+
 # -- from a composed config --------------------------------------------------------------------------
 @dataclass
 class FloorReport:
@@ -582,6 +592,10 @@ def floors_from_config(
         floors = linear_floors(
             world, patch, ratio, norm_pix, fit_chips=fit_chips, eval_chips=eval_chips, seed=seed
         )
+        if hasattr(world, "render"):  # earth: bounds from re-rendering the same places
+            from clay_exp.design.render_floors import rendered_location_floors
+
+            floors += rendered_location_floors(world, patch, ratio, norm_pix, chips=eval_chips, seed=seed)
     return FloorReport(
         world=type(world).__name__,
         patch_size=patch,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from clay_exp.design.floors import estimators
 from clay_exp.report.markdown import _fmt, _fmt_p
 from clay_exp.report.study import MEASURES, TARGET_POWER, Budget, RankingCheck, StudyResult
 from clay_exp.report.study_floors import floor_distances
@@ -162,7 +163,7 @@ def _floors(result: StudyResult) -> list[str]:
         f"{report.world}, chips {report.chip_shape}, patch {report.patch_size}, mask ratio "
         f"{report.mask_ratio}: the ideal predictor's masked-patch loss ({units}, the model's loss) "
         f"knowing nothing but the visible patches (`none`), some levels, or the true location "
-        f"(`location`). Estimator: {report.floors[0].estimator}; ± one Monte-Carlo standard error.",
+        f"(`location`). Estimator: {estimators(report)}; ± one Monte-Carlo standard error.",
         "",
         f"| floor | known levels | loss ({units}) | raw MSE (closed form) |",
         "|---|---|---:|---:|",
