@@ -210,8 +210,13 @@ class EarthWorld(GeneratedWorld):
         classes = torch.where(land, zone, torch.full_like(zone, self.koppen.ocean))
         return classes.view(cell_lat.shape)
 
-    def render(self, lat: Tensor, lon: Tensor, ids: Tensor) -> Tensor:
-        """Images (B, C, S, S) of chips centred at (lat, lon); `ids` seed the phase and the noise."""
+    def render(self, lat: Tensor, lon: Tensor, ids: Tensor, noise_std: float | None = None) -> Tensor:
+        """Images (B, C, S, S) of chips centred at (lat, lon); `ids` seed the phase and the noise.
+
+        `noise_std` replaces the world's pixel noise for this call (0: the noiseless chips, as the
+        floors' Monte Carlo needs them); None keeps the world's.
+        """
+        noise_std = self.noise_std if noise_std is None else noise_std
         s = self.chip_size
         classes = self.class_map(lat, lon)
         # Upsampling is linear, so upsampling the one-hot class fractions (K channels) and then mixing
@@ -233,9 +238,9 @@ class EarthWorld(GeneratedWorld):
         )
         gain = 1.0 + self.regional_strength * torch.tanh(regional[:, : self.bands])  # (B, C)
         image = image * ((1.0 + amplitude * wave)[:, None] * gain[:, :, None, None])
-        if self.noise_std > 0:  # one fused multiply-add over the batch instead of two passes
+        if noise_std > 0:  # one fused multiply-add over the batch instead of two passes
             noise = chip_noise(self.world_seed, ids, (self.bands, s, s), _NOISE)
-            image = torch.add(image, noise, alpha=self.noise_std)
+            image = torch.add(image, noise, alpha=noise_std)
         return image.float()
 
     def generate(self, ids: Tensor) -> dict[str, Tensor]:

@@ -18,7 +18,6 @@ K/(K+1), unbiased for the conditional variance V (target and replicas are i.i.d.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,17 +27,6 @@ from clay_exp.design.floors import Floor, _chips, _mean_se, normalise_patches, p
 
 #: Far above any dataset index, so replica ids never coincide with a real chip's.
 _REPLICA_ID_OFFSET = 1 << 40
-
-
-def _with_noise(world: Any, noise_std: float) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
-    def render(lat: Tensor, lon: Tensor, ids: Tensor) -> Tensor:
-        kept, world.noise_std = world.noise_std, noise_std
-        try:
-            return world.render(lat, lon, ids)
-        finally:
-            world.noise_std = kept
-
-    return render
 
 
 def rendered_location_floors(
@@ -57,17 +45,18 @@ def rendered_location_floors(
         raise ValueError(f"replicas={replicas} must be >= 2")
     data = _chips(world, 0, chips)
     lat, lon = data["lat"], data["lon"]
-    x = patchify(data["image"].double(), patch_size)
-    masks = random_masks(chips, x.shape[1], mask_ratio, torch.Generator().manual_seed(seed))
     noise = torch.Generator().manual_seed(seed + 1)
 
     def both(images: Tensor) -> tuple[Tensor, Tensor]:
         raw = patchify(images.double(), patch_size)
         return raw, normalise_patches(raw)
 
+    targets = both(data["image"])  # raw and norm-pix patches, (B, L, D) each
+    masks = random_masks(chips, targets[0].shape[1], mask_ratio, torch.Generator().manual_seed(seed))
+
     own_ids = torch.arange(chips) + getattr(world, "offset", 0)  # the ids the chips were drawn with
-    noiseless = _with_noise(world, 0.0)(lat, lon, own_ids)
-    sums = {key: [torch.zeros_like(x), torch.zeros_like(x)] for key in ("unknown", "known")}
+    noiseless = world.render(lat, lon, own_ids, noise_std=0.0)
+    sums = {key: [torch.zeros_like(t) for t in targets] for key in ("unknown", "known")}
     for r in range(replicas):
         ids = _REPLICA_ID_OFFSET + r * chips + torch.arange(chips)
         renders = {
@@ -77,7 +66,6 @@ def rendered_location_floors(
         for key, images in renders.items():
             for total, part in zip(sums[key], both(images), strict=True):
                 total += part
-    target_raw, target_nrm = x, normalise_patches(x)
     scale = replicas / (replicas + 1)
     floors = []
     for key, label, bound in (
@@ -85,7 +73,7 @@ def rendered_location_floors(
         ("known", "location, phase known", "a lower bound on the location (and none) floor"),
     ):
         errors = []
-        for target, total in zip((target_raw, target_nrm), sums[key], strict=True):
+        for target, total in zip(targets, sums[key], strict=True):
             sq = (target - total / replicas) ** 2  # (B, L, D)
             per_chip = (sq.mean(-1) * masks).sum(1) / masks.sum(1) * scale
             errors.append(per_chip)

@@ -235,7 +235,7 @@ class HierarchicalTileEncoding(SpatialEncoding):
         self.unseen_rows = unseen_rows
         #: Whether tables count the training chips reaching each row (observed, unseen_rows=zero).
         self.tracks_hits = share_scaling == "observed" or unseen_rows == "zero"
-        #: The static factor of each level under `share_scaling` (1 for none / batch_count).
+        #: The static factor of each level under `share_scaling` (1 for none and the ROW_RULES).
         self.share_factors = [level_share_factor(share_scaling, z, max_zoom, share_floor) for z in levels]
         init_stds = [init_std * level_share_factor(share_init, z, max_zoom, share_floor) for z in levels]
         self.tables = nn.ModuleList(
