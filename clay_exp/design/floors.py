@@ -538,7 +538,7 @@ def linear_floors(
 
 
 def estimators(report: FloorReport) -> str:
-    """The distinct estimators of a report's floors, each with the floors it made ("a (x, y); b (z)")."""
+    """The distinct estimators of a report's floors, each after the floors it made ("`x`, `y`: a; `z`: b")."""
     named: dict[str, list[str]] = {}
     for f in report.floors:
         named.setdefault(f.estimator, []).append(f"`{f.name}`")
