@@ -118,15 +118,18 @@ def test_run_folders_are_named_finer_than_a_second(tmp_path):
 
 @pytest.mark.slow
 def test_a_live_run_folder_has_one_writer_and_sigterm_exits_143(tmp_path):
+    # The owner trains until it is stopped: with a budget it could finish before the second process
+    # (a fresh Python importing torch: 20-60 s on a loaded 2-core machine) reached its lock check.
+    until_stopped = "trainer.max_epochs=100000"
     run = tmp_path / "run"
     started = tmp_path / "started"
     slow = ["+callbacks.slow._target_=tests.helpers.SlowSteps", f"+callbacks.slow.marker={started}"]
-    owner = train_py(f"hydra.run.dir={run}", "trainer.max_epochs=50", *SHORT, *slow)
+    owner = train_py(f"hydra.run.dir={run}", until_stopped, *SHORT, *slow)
     try:
         wait_for(started, owner)
         # a second run into the same folder, and a resume of the live run: both refused, nothing written
         for extra in ([f"hydra.run.dir={run}"], [f"resume={run}"]):
-            other = train_py(*extra, "trainer.max_epochs=50", *SHORT)
+            other = train_py(*extra, until_stopped, *SHORT)
             _, err = other.communicate(timeout=300)
             assert other.returncode != 0
             assert f"run folder {run} is in use" in err and f'"pid": {owner.pid}' in err, err[-2000:]
@@ -141,7 +144,7 @@ def test_a_live_run_folder_has_one_writer_and_sigterm_exits_143(tmp_path):
     assert record["exit_code"] == 143 and record["steps"] >= 3
     # the lock went with the process: the run can be continued
     resumed = train_py(
-        f"resume={run}", "trainer.max_epochs=50", f"trainer.max_steps={record['steps'] + 2}", *SHORT
+        f"resume={run}", until_stopped, f"trainer.max_steps={record['steps'] + 2}", *SHORT
     )
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-3000:]
