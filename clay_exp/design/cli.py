@@ -19,17 +19,12 @@ from clay_exp.design.coverage import (
     LevelCoverage,
     clustered_locations,
     coverage,
-    coverage_sets_from_config,
     expected_uniform_coverage,
     level_alignment,
 )
-from clay_exp.design.floors import (
-    FloorReport,
-    estimators,
-    floors_from_config,
-    memorised_level_floor,
-    world_from_config,
-)
+from clay_exp.design.floors import FloorReport, estimators
+from clay_exp.design.from_config import coverage_sets_from_config, floors_from_config, world_from_config
+from clay_exp.design.hierarchical_floors import memorised_level_floor
 
 
 def _pm(value: float | None, se: float | None = None, digits: int = 4) -> str:

@@ -187,24 +187,3 @@ def level_alignment(world_levels: Sequence[int], encoding_levels: Sequence[int])
             }
         )
     return out
-
-
-def coverage_sets_from_config(cfg: Any, zooms: Sequence[int]) -> dict[str, list[LevelCoverage]]:
-    """Coverage per validation set name (``val``, and ``val_heldout`` under a region split)."""
-    import hydra
-
-    dm = hydra.utils.instantiate(cfg.data)
-    if not hasattr(dm, "make_dataset"):
-        raise ValueError("coverage needs a generated world (data=hierarchical_world, synthetic or earth)")
-
-    def where(name: str) -> tuple[Tensor, Tensor]:
-        ds = dm.make_dataset(name)
-        # Locations only: no pixels are generated.
-        return ds.locations(torch.arange(len(ds), dtype=torch.int64) + ds.offset)
-
-    train_lat, train_lon = where("train")
-    out = {}
-    for name in dm.val_set_names:
-        val_lat, val_lon = where(name)
-        out[name] = coverage(train_lat, train_lon, zooms, val_lat, val_lon)
-    return out

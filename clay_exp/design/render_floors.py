@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from clay_exp.design.floors import Floor, _chips, _mean_se, normalise_patches, patchify, random_masks
+from clay_exp.design.floors import Floor, mean_se, world_chips
+from clay_exp.models.patches import normalise_patches, patchify, random_masks
 
 #: Far above any dataset index, so replica ids never coincide with a real chip's.
 _REPLICA_ID_OFFSET = 1 << 40
@@ -43,7 +44,7 @@ def rendered_location_floors(
         raise ValueError(f"{type(world).__name__} does not render chips from (lat, lon, ids)")
     if replicas < 2:
         raise ValueError(f"replicas={replicas} must be >= 2")
-    data = _chips(world, 0, chips)
+    data = world_chips(world, 0, chips)
     lat, lon = data["lat"], data["lon"]
     noise = torch.Generator().manual_seed(seed + 1)
 
@@ -77,8 +78,8 @@ def rendered_location_floors(
             sq = (target - total / replicas) ** 2  # (B, L, D)
             per_chip = (sq.mean(-1) * masks).sum(1) / masks.sum(1) * scale
             errors.append(per_chip)
-        raw, raw_se = _mean_se(errors[0])
-        loss, loss_se = _mean_se(errors[1] if norm_pix_loss else errors[0])
+        raw, raw_se = mean_se(errors[0])
+        loss, loss_se = mean_se(errors[1] if norm_pix_loss else errors[0])
         floors.append(
             Floor(
                 name=label,

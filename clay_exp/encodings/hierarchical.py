@@ -11,7 +11,8 @@ y·2^z + x); a deeper level is a hashed table of ``max_rows`` rows (row = hash(y
 a spatial hash as in multiresolution hash encodings), so parameter memory stays flat at any zoom.
 Distinct tiles collide: among N distinct tiles in use at a hashed level, the expected share that
 shares its row with another is ``1 - (1 - 1/max_rows)^(N-1)`` (`expected_collision_rate`; ≈ N/max_rows
-for N ≪ max_rows). Measured on uniformly sampled points this matches the formula (tests, README).
+for N ≪ max_rows). Measured on uniformly sampled points this matches the formula (tests,
+docs/hierarchical.md).
 
 **Shared-semantics scaling.** Because a shared vector receives gradients from many tiles, the
 proposal damps its update by how many tiles share it. ``share_scaling`` picks the factor of level z:

@@ -27,6 +27,14 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from clay_exp.models.injection import INJECTION_CHOICES, build_injection
+from clay_exp.models.patches import (
+    check_mask_ratio,
+    masking_from_noise,
+    normalise_patches,
+    patchify,
+    unpatchify,
+    visible_count,
+)
 
 __all__ = ["INJECTION_CHOICES", "MAEOutput", "MaskedAutoencoderViT"]
 
@@ -65,12 +73,7 @@ class MaskedAutoencoderViT(nn.Module):
         super().__init__()
         if img_size % patch_size:
             raise ValueError(f"img_size={img_size} is not a multiple of patch_size={patch_size}")
-        num_patches = (img_size // patch_size) ** 2
-        if not 1 <= int(num_patches * (1 - mask_ratio)) < num_patches:
-            raise ValueError(
-                f"mask_ratio={mask_ratio!r} must leave at least one visible and one masked patch "
-                f"of the {num_patches} patches"
-            )
+        check_mask_ratio((img_size // patch_size) ** 2, mask_ratio)
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
         self.mask_ratio, self.norm_pix_loss = mask_ratio, norm_pix_loss
         self.location_dim = location_dim
@@ -136,33 +139,20 @@ class MaskedAutoencoderViT(nn.Module):
 
     def patchify(self, images: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, L, p*p*C), patches in row-major order, pixels (p, p, C) within a patch."""
-        b, c, h, w = images.shape
-        p = self.patch_size
-        x = images.reshape(b, c, h // p, p, w // p, p)
-        return torch.einsum("nchpwq->nhwpqc", x).reshape(b, (h // p) * (w // p), p * p * c)
+        return patchify(images, self.patch_size)
 
     def unpatchify(self, patches: Tensor) -> Tensor:
         """Inverse of `patchify`."""
-        b = patches.shape[0]
-        p, c = self.patch_size, self.in_chans
-        g = self.img_size // p
-        x = patches.reshape(b, g, g, p, p, c)
-        return torch.einsum("nhwpqc->nchpwq", x).reshape(b, c, g * p, g * p)
+        return unpatchify(patches, self.patch_size, self.in_chans, self.img_size // self.patch_size)
 
     def random_masking(
         self, x: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Keep a random subset of int(L * (1 - mask_ratio)) tokens per sample (MAE's argsort of noise)."""
         b, n, d = x.shape
-        keep = int(n * (1 - self.mask_ratio))
         noise = torch.rand(b, n, device=x.device, generator=generator)
-        ids_shuffle = torch.argsort(noise, dim=1)
-        ids_restore = torch.argsort(ids_shuffle, dim=1)
-        ids_keep = ids_shuffle[:, :keep]
+        ids_keep, mask, ids_restore = masking_from_noise(noise, visible_count(n, self.mask_ratio))
         x_kept = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, d))
-        mask = torch.ones(b, n, device=x.device)
-        mask[:, :keep] = 0
-        mask = torch.gather(mask, 1, ids_restore)
         return x_kept, mask, ids_restore
 
     def check_location(self, location: Tensor | None, batch_size: int) -> None:
@@ -228,9 +218,7 @@ class MaskedAutoencoderViT(nn.Module):
     def reconstruction_loss(self, images: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
         target = self.patchify(images)
         if self.norm_pix_loss:
-            mean = target.mean(dim=-1, keepdim=True)
-            var = target.var(dim=-1, keepdim=True)
-            target = (target - mean) / (var + 1.0e-6) ** 0.5
+            target = normalise_patches(target)
         per_patch = ((pred.float() - target.float()) ** 2).mean(dim=-1)
         return (per_patch * mask).sum() / mask.sum()
 

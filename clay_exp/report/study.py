@@ -67,7 +67,7 @@ class Declared:
 
 @dataclass
 class Study:
-    """The ``study`` node of a study experiment's config (see README, "The report")."""
+    """The ``study`` node of a study experiment's config (see docs/head_to_head.md, "The report")."""
 
     name: str
     question: str

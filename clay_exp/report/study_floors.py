@@ -84,7 +84,7 @@ def study_floors(
         return floor_report_from_dict(json.loads(cache.read_text())), f"Read from `{cache.name}` (cached)"
     from omegaconf import OmegaConf
 
-    from clay_exp.design.floors import floors_from_config
+    from clay_exp.design.from_config import floors_from_config
 
     report = floors_from_config(OmegaConf.create(config), chips=chips, draws=draws, seed=seed)
     write_json_atomic(cache, report.to_dict())

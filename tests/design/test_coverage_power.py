@@ -15,11 +15,11 @@ from clay_exp.data.hierarchical import HierarchicalWorld
 from clay_exp.design.coverage import (
     clustered_locations,
     coverage,
-    coverage_sets_from_config,
     expected_uniform_coverage,
     level_alignment,
     row_area_shares,
 )
+from clay_exp.design.from_config import coverage_sets_from_config
 from clay_exp.design.power import critical_t, min_detectable_difference, power, sd_from_ci, seeds_needed
 
 

@@ -1,4 +1,4 @@
-"""Floors: the closed form against Monte Carlo on real chips, the MAE's own loss, bad inputs."""
+"""Floors: the closed form against Monte Carlo on real chips, the fitted linear floor, bad inputs."""
 
 from __future__ import annotations
 
@@ -10,18 +10,10 @@ import torch
 from clay_exp.data.hierarchical import HierarchicalWorld
 from clay_exp.data.synthetic import SyntheticWorld
 from clay_exp.design.cli import main
-from clay_exp.design.floors import (
-    LinearGaussianWorld,
-    hierarchical_floors,
-    level_subsets,
-    linear_floors,
-    location_features,
-    memorised_level_floor,
-    normalise_patches,
-    patchify,
-    random_masks,
-)
-from tests.helpers import small_mae
+from clay_exp.design.gaussian_world import LinearGaussianWorld
+from clay_exp.design.hierarchical_floors import hierarchical_floors, level_subsets, memorised_level_floor
+from clay_exp.design.linear_floors import linear_floors, location_features
+from clay_exp.models.patches import random_masks
 
 # Unknown factors at z10: every chip sits in its own tile, so factors are i.i.d. across chips, as
 # the closed form assumes (a coarse level with few tiles has its world-specific second moments).
@@ -30,24 +22,6 @@ SMALL = {"bands": 2, "chip_size": 8, "levels": (0, 10), "level_shares": (0.3, 0.
 
 def small_world(length: int = 512, **kw) -> HierarchicalWorld:
     return HierarchicalWorld(length=length, split="val", **{**SMALL, **kw})
-
-
-def test_patches_and_normalisation_are_the_maes():
-    torch.manual_seed(0)
-    mae = small_mae(img_size=8, in_chans=2, embed_dim=16, decoder_embed_dim=16)
-    images, pred = torch.randn(3, 2, 8, 8), torch.randn(3, 4, 32)
-    mask = torch.tensor([[1.0, 1, 1, 0], [0, 1, 1, 1], [1, 0, 1, 1]])
-    assert torch.equal(patchify(images, 4), mae.patchify(images))
-    ours = (((pred - normalise_patches(patchify(images, 4))) ** 2).mean(-1) * mask).sum() / mask.sum()
-    assert torch.allclose(ours, mae.reconstruction_loss(images, pred, mask), atol=1e-6)
-
-
-def test_masks_keep_the_maes_visible_count_and_reject_impossible_ratios():
-    masks = random_masks(100, 16, 0.875, torch.Generator().manual_seed(0))
-    assert ((~masks).sum(1) == 2).all()
-    assert len({tuple(m.tolist()) for m in masks}) > 50  # random per chip
-    with pytest.raises(ValueError, match="at least one visible"):
-        random_masks(1, 4, 0.9, torch.Generator())
 
 
 def test_closed_form_matches_monte_carlo_on_real_chips():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clay_exp.config import compose_config
-from clay_exp.design.floors import floors_from_config, world_from_config
+from clay_exp.design.from_config import floors_from_config, world_from_config
 from clay_exp.design.render_floors import rendered_location_floors
 
 SMALL = [
