@@ -95,8 +95,14 @@ def _sets(runs: Sequence[Run]) -> list[str]:
     return [s for s in dict.fromkeys(k.split("/", 1)[0] for k in sorted(keys)) if f"{s}/reliance" in keys]
 
 
-def _probe_metrics(runs: Sequence[Run]) -> list[str]:
-    return sorted({k for r in runs for k in r.metrics if k.split("/", 1)[-1].startswith("probe_")})
+def probe_metrics(runs: Sequence[Run]) -> list[str]:
+    """The embedding probe's metrics: ``val`` first, then by label, withheld before given."""
+
+    def order(key: str) -> tuple[bool, str, str, bool]:
+        name, rest = key.split("/", 1)
+        return (name != "val", name, rest.rsplit("_", 1)[0], not rest.endswith("_withheld"))
+
+    return sorted({k for r in runs for k in r.metrics if k.split("/", 1)[-1].startswith("probe_")}, key=order)
 
 
 def _baseline_row(rows: Sequence[Row], row: Row, baseline: str) -> Row | None:
@@ -107,7 +113,7 @@ def reliance_table(section: Section, baseline: str, confidence: float = 0.95) ->
     """The measures of a section (None when no run logged any)."""
     runs = [r for row in section.rows for r in row.runs]
     sets = sorted(_sets(runs), key=lambda s: (s != "val", s))
-    measures = loss_measures(sets) + probe_measures(_probe_metrics(runs))
+    measures = loss_measures(sets) + probe_measures(probe_metrics(runs))
     if not measures:
         return None
     table = RelianceTable(section, baseline, measures)

@@ -79,15 +79,19 @@ def reliance_markdown(table: RelianceTable, confidence: float = 0.95) -> str:
             "",
         ]
     lines += prior
-    lines += _group(
-        table,
-        "probe",
-        "Embedding probe (frozen encoder, linear probe; higher is better)",
-        "`<set>/probe_<label>_<score>_<withheld|given>`: a closed-form linear probe on the frozen encoder's "
-        "mean-pooled tokens of training chips, scored on the set (`acc`: accuracy, `r2`: R²), with the "
-        "location withheld (the missing path) or given (scripts/probe_embeddings.py, docs/probe.md). "
-        f"− `{base}` > 0: the arm's image features know more than `{base}`'s.",
-    )
+    probe = table.group("probe")
+    for set_name in dict.fromkeys(m.key.split("/", 1)[0] for m in probe):  # one table per set: narrower
+        measures = [m for m in probe if m.key.startswith(f"{set_name}/")]
+        lines += [f"### Embedding probe on {set_name} (frozen encoder, linear probe; higher is better)", ""]
+        lines += _table(table, measures)
+    if probe:
+        lines += [
+            "`<set>/probe_<label>_<score>_<withheld|given>`: a closed-form linear probe on the frozen "
+            "encoder's mean-pooled tokens of training chips, scored on the set (`acc`: accuracy, `r2`: "
+            "R²), with the location withheld (the missing path) or given (scripts/probe_embeddings.py, "
+            f"docs/probe.md). − `{base}` > 0: the arm's image features know more than `{base}`'s.",
+            "",
+        ]
     if table.unpaired:
         names = ", ".join(f"`{r}`" for r in table.unpaired)
         lines += [f"Note: no `{base}` row of the same variant for {names}: their paired cells are empty.", ""]
