@@ -3,6 +3,7 @@ ignores location relies on it not at all, and the numbers reach results.json and
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from clay_exp.reliance import ARMS, LocationReliance, place_derangement
 from clay_exp.results import read_results
 from clay_exp.train import train
-from tests.helpers import TINY, column, read_metrics
+from tests.helpers import TINY, column, load_script, read_metrics
 
 SETS = ("val", "val_heldout")
 REGION = ["data=hierarchical_world", "data.split=region", "trainer.max_epochs=2", *TINY]
@@ -66,7 +67,8 @@ def test_the_measures_reach_results_json_and_metrics_csv(make_cfg, tmp_path):
     train(make_cfg(["encoding=xyz", "injection=token", *REGION]))
     final = read_results(tmp_path)["final"]
     rows = read_metrics(tmp_path)
-    assert _reliance_keys() <= set(final)
+    assert _reliance_keys() <= set(final) and "time/reliance_s" not in final
+    assert column(rows, "time/reliance_s")[0] > 0  # what it cost, beside it in metrics.csv
     for key in _reliance_keys():
         assert math.isfinite(final[key])
         assert column(rows, key) == pytest.approx([final[key]], rel=1e-6)  # logged once, at the end
@@ -85,3 +87,10 @@ def test_every_n_epochs_logs_during_training_without_a_second_row_at_the_end(mak
     assert len(steps) == 2 and steps == [int(r["step"]) for r in rows if r.get("val/loss")]
     final = read_results(tmp_path)["final"]
     assert column(rows, "val/loss_shuffled")[-1] == pytest.approx(final["val/loss_shuffled"], rel=1e-6)
+
+
+def test_the_benchmark_reads_what_the_evaluation_cost_from_the_run(tmp_path):
+    out = tmp_path / "reliance.json"
+    saved = load_script("benchmark_reliance").main(["--out", str(out), "encoding=xyz", *REGION])
+    assert json.loads(out.read_text())["reliance_s"] == saved["reliance_s"] > 0
+    assert 0 < saved["reliance_share_of_wall"] < 1 and saved["steps"] == 8
