@@ -131,7 +131,10 @@ def location_reliance(
                 continue
             keys = location_keys(module, batches[0][1])
             pooled = {k: torch.cat([b[k] for _, b in batches]) for k in keys}
-            places = torch.cat([pooled[k].reshape(len(pooled[k]), -1).double() for k in keys], dim=1)
+            coordinates = [
+                pooled[k].reshape(len(pooled[k]), -1).double() for k in keys if k != LOCATION_KNOWN
+            ]
+            places = torch.cat(coordinates, dim=1)
             perm, kept = place_derangement(places, seed)
             if kept:
                 log.warning("%s: %d of %d chips keep their place when shuffled (one place holds most chips)",
@@ -221,4 +224,4 @@ class LocationReliance(Callback):
             if key.rsplit("/", 1)[-1] != "loss":  # the module logs the given loss itself
                 pl_module.log(key, value, sync_dist=True, logger=to_logger)
         # what the evaluation cost (scripts/benchmark_reliance.py); not a val metric, so not in `final`
-        pl_module.log(TIME_KEY, seconds, logger=to_logger)
+        pl_module.log(TIME_KEY, seconds, sync_dist=True, logger=to_logger)
