@@ -10,6 +10,13 @@ and optionally ``time``: a float ``(B, 4)`` tensor ``[sin w, cos w, sin h, cos h
 ``w = 2π · isoweek / 52`` and ``h = 2π · hour / 24`` (Clay v1's time features,
 `clay_exp.models.injection.clay_v1_time`), passed to the MAE as is; ``injection=clay_v1`` packs it
 next to the location, the other injections ignore it, and without it those 4 dims are zeros.
+
+A chip's location may be missing: ``location_known`` (optional, bool ``(B,)``) marks the chips whose
+location is known, and with ``missing_location=allow`` a NaN ``lat`` or ``lon`` marks one too
+(otherwise a NaN coordinate is an error, as it always was). Encodings never see a missing
+coordinate: such chips get a dummy place (0°, 0°) before the encoding, and the MAE's injection
+then takes its ``missing`` path for them (`clay_exp.models.injection`), so whatever the encoding
+made of the dummy place is not used.
 """
 
 from __future__ import annotations
@@ -29,6 +36,10 @@ from clay_exp.models.mae import MaskedAutoencoderViT
 from clay_exp.optim import build_optimizer
 
 SCHEDULER_CHOICES = ("cosine", "constant")
+#: ``model.missing_location``: a NaN coordinate is an error, or marks the chip's location as missing.
+MISSING_LOCATION_CHOICES = ("error", "allow")
+#: The optional batch key: bool ``(B,)``, True where the chip's location is known.
+LOCATION_KNOWN = "location_known"
 #: Seed of the validation masks: every run and epoch masks the same patches of the same val chips.
 VAL_MASK_SEED = 12345
 
@@ -57,6 +68,8 @@ class MAELightningModule(L.LightningModule):
             selects the best model); a set the data does not serve (``val_heldout`` under
             ``data.split=random``) is simply never logged. The names come in through the config,
             not from the datamodule: nothing here reads back up the data flow.
+        missing_location: ``error`` (a NaN ``lat``/``lon`` stops the run, the default) or ``allow``
+            (a chip with a NaN coordinate has no location: the injection's ``missing`` path).
     """
 
     def __init__(
@@ -68,10 +81,16 @@ class MAELightningModule(L.LightningModule):
         warmup_fraction: float = 0.05,
         min_lr_ratio: float = 0.01,
         val_sets: Sequence[str] = ("val", "val_heldout"),
+        missing_location: str = "error",
     ) -> None:
         super().__init__()
         if scheduler not in SCHEDULER_CHOICES:
             raise ValueError(f"model.scheduler={scheduler!r} is not one of {list(SCHEDULER_CHOICES)}")
+        if missing_location not in MISSING_LOCATION_CHOICES:
+            raise ValueError(
+                f"model.missing_location={missing_location!r} is not one of {list(MISSING_LOCATION_CHOICES)}"
+            )
+        self.missing_location = missing_location
         val_sets = [str(name) for name in val_sets]
         if not val_sets or val_sets[0] != "val" or len(set(val_sets)) != len(val_sets):
             raise ValueError(
@@ -91,8 +110,28 @@ class MAELightningModule(L.LightningModule):
 
     # -- the step -----------------------------------------------------------------------------
     def forward(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> Tensor:
+        batch, known = self.known_locations(batch)
         location = self.encoding(batch) if self.encoding.out_dim > 0 else None
-        return self.model(batch["image"], location, generator=generator, time=batch.get("time")).loss
+        return self.model(
+            batch["image"], location, generator=generator, time=batch.get("time"), location_known=known
+        ).loss
+
+    def known_locations(self, batch: dict[str, Any]) -> tuple[dict[str, Any], Tensor | None]:
+        """The batch with a dummy place (0°, 0°) where a chip's location is missing, and the chips
+        whose location is known (None: all; the plain path, nothing computed)."""
+        known = batch.get(LOCATION_KNOWN)
+        if self.missing_location == "allow" and "lat" in batch and "lon" in batch:
+            finite = torch.isfinite(batch["lat"]) & torch.isfinite(batch["lon"])
+            known = finite if known is None else known.bool() & finite
+        if known is None:
+            return batch, None
+        known = known.bool()
+        dummy = {
+            k: torch.where(known, v, torch.zeros_like(v))
+            for k in ("lat", "lon")
+            if (v := batch.get(k)) is not None
+        }
+        return {**batch, **dummy}, known
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         loss = self(batch)

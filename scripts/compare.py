@@ -3,10 +3,12 @@
 Writes comparison.md (also printed), comparison.csv, runs.csv, loss_curves.png and final_loss.png
 into the first folder (or ``--out``); where the runs declare a study (a ``study`` config node), the
 report leads with it (declared comparisons, gap closed, ranking check, floors) and also writes
-declared.png, declared.csv, gaps.csv and the cached floors (floors-<key>.json). The logic lives in
-the package clay_exp.report, shared with the notebook; this is only its command line. A
-``results.json`` that cannot be read is listed in the report with its parse error (and warned about
-here); it never stops the report of the others.
+declared.png, declared.csv, gaps.csv and the cached floors (floors-<key>.json). Runs that logged the
+location-reliance measures (and whose folders hold an ``embedding_probe.json`` from
+scripts/probe_embeddings.py) also get reliance, robustness, prior and probe tables (docs/reliance.md).
+The logic lives in the package clay_exp.report, shared with the notebook; this is only its command
+line. A ``results.json`` that cannot be read is listed in the report with its parse error (and
+warned about here); it never stops the report of the others.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from clay_exp.report import (
     to_markdown,
     write_report,
 )
+from clay_exp.report.reliance import attach_probe_metrics
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -87,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, args = parse_args(argv)
     try:
         runs = load_runs(*args.dirs)
+        for problem in attach_probe_metrics(runs):  # the embedding probe's per-run files, where present
+            print(f"warning: embedding probe left out: {problem}", file=sys.stderr)
         encodings = sorted({r.encoding for r in runs})
         for flag, name in (("--baseline", args.baseline), ("--yardstick", args.yardstick)):
             if name is not None and name not in encodings:  # a typo would silently drop the column

@@ -43,7 +43,8 @@ def check_coordinates(lat: Tensor, lon: Tensor) -> None:
         raise ValueError(
             f"invalid coordinates for chip {i} of the batch: lat={float(lat[i])!r}, lon={float(lon[i])!r} "
             f"({len(idx)} invalid chip(s) in total; valid: -90<=lat<=90 and -180<=lon<=180 degrees, "
-            "finite)"
+            "finite). A chip without a location: mark it in the batch's `location_known`, or let NaN "
+            "mean missing with model.missing_location=allow"
         )
 
 

@@ -32,6 +32,34 @@ With ``location_dim == 0`` (the ``none`` encoding) ``add``/``token``/``film`` ad
 no parameters; ``clay_v1`` keeps its 8 dims, with zeros for the location (and the time if the
 batch has none), so ``none`` and the other encodings differ only in those 4 values.
 
+A chip without a location
+-------------------------
+A chip's location may be *missing*: the batch says so (``location_known``, see `clay_exp.module`),
+the run drops it in training (``location_dropout``, a share of the training chips drawn per chip
+from the RNG the MAE masks with; validation never drops), or the reliance evaluation withholds it
+(`clay_exp.reliance`). What such a chip gets is ``missing=`` (the same for all three):
+
+``zero``
+    the location vector the encoding gives is zeroed before the injection projects it (Clay v1's
+    way): ``add``/``token``/``film`` then carry ``Linear(0)`` = the projection's bias; ``clay_v1``
+    zeroes all 8 dims, time included, as Clay v1's dropout does.
+``token``
+    a learned vector stands in for the chip's location term (Copernicus-FM's learned "missing"
+    embedding): in place of the projected vector for ``add``/``token``, of FiLM's hidden vector
+    ``h`` for ``film``, of the 4 location dims for ``clay_v1`` (its time dims stay). It starts at
+    zero (no random draw: the other weights are initialised as without it) and learns only from
+    chips whose location is missing, so it needs ``location_dropout > 0`` to train.
+``skip``
+    no location term at all (Prithvi's way when a location is absent): ``add`` adds nothing,
+    ``film`` leaves the blocks unmodulated, ``token`` has no location token (a batch whose chips
+    all lack it has one token fewer; in a mixed batch the absent chips' token is hidden from every
+    other token by the attention mask, so their patches see what they would without it);
+    ``clay_v1`` has no way to leave its 8 dims out, so skip zeroes them, as ``zero``.
+
+``location_dropout`` is None by default: the injection's own default, `Injection.default_location_dropout`
+(0.2 for ``clay_v1``, as Clay v1; 0 for the others, whose runs are thus unchanged). With no chip
+missing, no injection does anything it did not do before (no extra random draw either).
+
 Clay v1, as read in its released code
 -------------------------------------
 * ``Clay-foundation/model``, ``src/model.py`` (``claymodel/model.py`` in later releases),
@@ -83,7 +111,7 @@ they are sin/cos of latitude and longitude); the backbone still knows nothing of
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -91,6 +119,8 @@ from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from torch import Tensor, nn
 
 LOCATION_PROJECTION_CHOICES = ("auto", "linear", "identity")
+#: What a chip whose location is missing gets (module docstring, "A chip without a location").
+MISSING_CHOICES = ("zero", "token", "skip")
 #: The dims Clay v1 reserves at the end of the position encoding: time (4) then location (4).
 CLAY_V1_TIME_DIMS = 4
 CLAY_V1_LOCATION_DIMS = 4
@@ -123,6 +153,8 @@ class Injection(nn.Module):
     name: ClassVar[str] = ""
     #: trailing dims of the encoder and decoder positions that the injection fills itself
     reserved_dims: ClassVar[int] = 0
+    #: the share of training chips whose location is dropped when ``location_dropout`` is None
+    default_location_dropout: ClassVar[float] = 0.0
 
     def __init__(
         self,
@@ -132,11 +164,14 @@ class Injection(nn.Module):
         decoder_embed_dim: int,
         grid: int,
         depth: int,
-        location_dropout: float = 0.2,
+        location_dropout: float | None = None,
+        missing: str = "zero",
         location_projection: str = "auto",
         location_is_clay_latlon: bool = False,
     ) -> None:
         super().__init__()
+        if missing not in MISSING_CHOICES:
+            raise ValueError(f"missing={missing!r} is not one of {list(MISSING_CHOICES)}")
         if location_projection not in LOCATION_PROJECTION_CHOICES:
             raise ValueError(
                 f"location_projection={location_projection!r} is not one of "
@@ -147,9 +182,15 @@ class Injection(nn.Module):
                 f"location_projection='identity' only works with injection=clay_v1 (which packs 4 "
                 f"location values as they are); injection={self.name} projects to the model width"
             )
+        if location_dropout is None:
+            location_dropout = self.default_location_dropout
         if not 0.0 <= location_dropout <= 1.0:
             raise ValueError(f"location_dropout={location_dropout!r} must lie in [0, 1]")
         self.location_dim = location_dim
+        self.location_dropout = float(location_dropout)
+        self.missing = missing
+        #: ``missing=token``'s learned stand-in (created by an injection that has a location term)
+        self.missing_token: nn.Parameter | None = None
         r = self.reserved_dims
         pos = sincos_positions(
             grid, embed_dim - r, f"embed_dim - {r} = {embed_dim - r} (embed_dim={embed_dim})"
@@ -164,8 +205,37 @@ class Injection(nn.Module):
 
     @property
     def prefix_tokens(self) -> int:
-        """How many tokens `prefix` prepends to the encoder sequence."""
+        """How many tokens `prefix` prepends to the encoder sequence when every chip has a location."""
         return 0
+
+    def prefix_count(self, cond) -> int:
+        """How many tokens `prefix` prepends in this forward pass (``token`` + ``skip``: 0 when no
+        chip of the batch has a location)."""
+        return self.prefix_tokens
+
+    def attention_mask(self, cond, tokens: int) -> Tensor | None:
+        """A boolean ``(B, 1, tokens, tokens)`` mask for the Transformer blocks (True: may attend),
+        or None: every token sees every other (all but ``token`` + ``skip`` in a mixed batch)."""
+        return None
+
+    def _make_missing_token(self, width: int) -> None:
+        """``missing=token``'s learned vector of `width`, zero at the start (draws no random numbers,
+        so every other weight is initialised as without it)."""
+        if self.missing == "token" and self.location_dim > 0:
+            self.missing_token = nn.Parameter(torch.zeros(width))
+
+    def present_chips(
+        self, batch_size: int, known: Tensor | None, generator: torch.Generator | None, device: torch.device
+    ) -> Tensor | None:
+        """Which chips have a location in this pass, ``(B,)`` bool: the batch's ``known`` mask and, in
+        training, the dropout draw (one number per chip from `generator`); None when nothing can be
+        missing (no mask, no dropout), so the injection takes its plain path."""
+        present = None if known is None else known.to(device=device, dtype=torch.bool)
+        if self.training and self.location_dropout > 0:
+            draw = torch.rand(batch_size, device=device, generator=generator)
+            kept = draw >= self.location_dropout
+            present = kept if present is None else present & kept
+        return present
 
     def init_weights(self) -> None:
         """Called after the MAE's own (xavier) initialisation of every Linear; the default keeps it."""
@@ -175,12 +245,18 @@ class Injection(nn.Module):
         return list(self.parameters())
 
     def condition(
-        self, batch_size: int, location: Tensor | None, time: Tensor | None, generator: torch.Generator | None
+        self,
+        batch_size: int,
+        location: Tensor | None,
+        time: Tensor | None,
+        generator: torch.Generator | None,
+        known: Tensor | None = None,
     ):
         """What the other hooks need from the chips' locations (and times); once per forward pass.
 
         ``location`` is ``(B, location_dim)`` (checked by the MAE) or None without one; ``generator``
-        is the one the MAE masks with (None: the global torch RNG)."""
+        is the one the MAE masks with (None: the global torch RNG); ``known`` ``(B,)`` bool marks the
+        chips whose location is known (None: all), the others take the ``missing`` path."""
         return None
 
     def encoder_positions(self, cond) -> Tensor:
@@ -199,23 +275,50 @@ class Injection(nn.Module):
         return f"location_dim={self.location_dim}"
 
 
+class Condition(NamedTuple):
+    """The per-chip location term of ``add``/``token``/``film`` for one forward pass."""
+
+    term: Tensor  # (B, embed_dim): the projected vector (film: the hidden h)
+    #: (B,) bool with ``missing=skip``: the chips that have a term (the others get none); else None
+    present: Tensor | None = None
+
+
 class _Projected(Injection):
     """``Linear(location_dim, embed_dim)`` of the location vector, or nothing without one."""
 
     def __init__(self, *, location_dim: int, embed_dim: int, **kwargs) -> None:
         super().__init__(location_dim=location_dim, embed_dim=embed_dim, **kwargs)
         self.proj = nn.Linear(location_dim, embed_dim) if location_dim > 0 else None
+        self._make_missing_token(embed_dim)
 
-    def condition(self, batch_size, location, time, generator):
+    def project(self, location: Tensor) -> Tensor:
+        """The location term of chips with a location."""
+        return self.proj(location)
+
+    def condition(self, batch_size, location, time, generator, known=None):
+        if self.proj is None:
+            return None
         # encodings return float32; the model may run in another dtype (e.g. .double() in tests)
-        return None if self.proj is None else self.proj(location.to(self.proj.weight.dtype))
+        v = location.to(self.proj.weight.dtype)
+        present = self.present_chips(batch_size, known, generator, v.device)
+        if present is None:  # every chip has its location: the plain path
+            return Condition(self.project(v))
+        has = present[:, None]
+        if self.missing == "zero":  # the vector zeroed before the projection
+            return Condition(self.project(torch.where(has, v, torch.zeros_like(v))))
+        if self.missing == "token":
+            return Condition(torch.where(has, self.project(v), self.missing_token.to(v.dtype)))
+        return Condition(self.project(v), present)  # skip: the hooks leave the absent chips alone
 
 
 class AddInjection(_Projected):
     name = "add"
 
     def encoder_positions(self, cond):
-        return self.pos_embed if cond is None else self.pos_embed + cond[:, None, :]
+        if cond is None:
+            return self.pos_embed
+        term = cond.term if cond.present is None else torch.where(cond.present[:, None], cond.term, 0.0)
+        return self.pos_embed + term[:, None, :]
 
 
 class TokenInjection(_Projected):
@@ -225,8 +328,22 @@ class TokenInjection(_Projected):
     def prefix_tokens(self) -> int:
         return 0 if self.proj is None else 1
 
+    def prefix_count(self, cond) -> int:
+        if cond is None or (cond.present is not None and not bool(cond.present.any())):
+            return 0
+        return 1
+
     def prefix(self, cond):
-        return None if cond is None else cond[:, None, :]
+        return cond.term[:, None, :] if self.prefix_count(cond) else None
+
+    def attention_mask(self, cond, tokens):
+        if cond is None or cond.present is None or bool(cond.present.all()) or not self.prefix_count(cond):
+            return None
+        # The absent chips' location token is hidden from every other token (it still attends to
+        # the patches itself, so its softmax has a key; its output is dropped before the pixels).
+        allowed = torch.ones(len(cond.present), 1, tokens, tokens, dtype=torch.bool, device=cond.term.device)
+        allowed[:, 0, 1:, 0] = cond.present[:, None]
+        return allowed
 
 
 class FiLMInjection(_Projected):
@@ -246,19 +363,23 @@ class FiLMInjection(_Projected):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
 
-    def condition(self, batch_size, location, time, generator):
-        return None if self.proj is None else F.silu(self.proj(location.to(self.proj.weight.dtype)))
+    def project(self, location):
+        return F.silu(self.proj(location))
 
     def after_block(self, index, x, cond):
         if cond is None:
             return x
-        gamma, beta = self.film[index](cond).chunk(2, dim=-1)
+        gamma, beta = self.film[index](cond.term).chunk(2, dim=-1)
+        if cond.present is not None:  # skip: γ = β = 0, the block's output as it is
+            has = cond.present[:, None]
+            gamma, beta = torch.where(has, gamma, 0.0), torch.where(has, beta, 0.0)
         return x * (1 + gamma[:, None, :]) + beta[:, None, :]
 
 
 class ClayV1Injection(Injection):
     name = "clay_v1"
     reserved_dims = CLAY_V1_TIME_DIMS + CLAY_V1_LOCATION_DIMS
+    default_location_dropout = 0.2  # Clay v1's share
 
     def __init__(
         self,
@@ -266,7 +387,7 @@ class ClayV1Injection(Injection):
         location_dim: int,
         embed_dim: int,
         decoder_embed_dim: int,
-        location_dropout: float = 0.2,
+        location_dropout: float | None = None,
         location_projection: str = "auto",
         location_is_clay_latlon: bool = False,
         **kwargs,
@@ -288,7 +409,6 @@ class ClayV1Injection(Injection):
             location_is_clay_latlon=location_is_clay_latlon,
             **kwargs,
         )
-        self.location_dropout = location_dropout
         if location_projection == "auto":
             location_projection = "identity" if location_is_clay_latlon else "linear"
         if location_projection == "identity" and location_dim not in (0, CLAY_V1_LOCATION_DIMS):
@@ -299,9 +419,11 @@ class ClayV1Injection(Injection):
             )
         self.projection = location_projection if location_dim > 0 else "none"
         self.proj = nn.Linear(location_dim, CLAY_V1_LOCATION_DIMS) if self.projection == "linear" else None
+        self._make_missing_token(CLAY_V1_LOCATION_DIMS)
 
-    def condition(self, batch_size, location, time, generator):
-        """``(B, 8)`` = ``[time (4), location (4)]``, zeroed for the dropped chips in training."""
+    def condition(self, batch_size, location, time, generator, known=None):
+        """``(B, 8)`` = ``[time (4), location (4)]``; for chips without a location (dropped in training,
+        or not known) zeros in all 8 (``zero``, ``skip``) or the learned 4 location values (``token``)."""
         ref, b = self.pos_embed, batch_size
         if time is None:
             time = ref.new_zeros(b, CLAY_V1_TIME_DIMS)
@@ -316,10 +438,12 @@ class ClayV1Injection(Injection):
             loc = location
         else:
             loc = self.proj(location.to(self.proj.weight.dtype))
+        present = self.present_chips(b, known, generator, ref.device)
+        if present is not None and self.missing_token is not None:
+            loc = torch.where(present[:, None], loc.to(ref.dtype), self.missing_token.to(ref.dtype))
         meta = torch.cat([time.to(ref.dtype), loc.to(ref.dtype)], dim=-1)
-        if self.training and self.location_dropout > 0:
-            draw = torch.rand(b, device=meta.device, generator=generator)
-            meta = meta * (draw >= self.location_dropout).to(meta.dtype)[:, None]
+        if present is not None and self.missing_token is None:
+            meta = meta * present.to(meta.dtype)[:, None]
         return meta
 
     def _with_meta(self, pos: Tensor, meta: Tensor) -> Tensor:
@@ -335,7 +459,7 @@ class ClayV1Injection(Injection):
     def extra_repr(self) -> str:
         return (
             f"location_dim={self.location_dim}, projection={self.projection}, "
-            f"location_dropout={self.location_dropout}"
+            f"location_dropout={self.location_dropout}, missing={self.missing}"
         )
 
 

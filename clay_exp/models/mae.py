@@ -14,11 +14,15 @@ encoding) no location parameters exist.
 Inputs of `forward`: ``images`` ``(B, C, H, W)``; ``location`` ``(B, location_dim)`` or None;
 ``time`` (optional) ``(B, 4)`` float = ``[sin w, cos w, sin h, cos h]``, ``w = 2π · isoweek / 52``,
 ``h = 2π · hour / 24`` (Clay v1's time features, `clay_exp.models.injection.clay_v1_time`), read by
-``clay_v1`` only (zeros when absent); ``generator`` for the masks (and ``clay_v1``'s dropout).
+``clay_v1`` only (zeros when absent); ``generator`` for the masks (and the location dropout);
+``location_known`` (optional) ``(B,)`` bool: the chips whose location is known, the others take the
+injection's ``missing`` path (`clay_exp.models.injection`, "A chip without a location").
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -63,13 +67,16 @@ class MaskedAutoencoderViT(nn.Module):
         norm_pix_loss: bool = True,
         location_dim: int = 0,
         injection: str = "add",
-        location_dropout: float = 0.2,
+        location_dropout: float | None = None,
+        missing: str = "zero",
         location_projection: str = "auto",
         location_is_clay_latlon: bool = False,
     ) -> None:
-        """``location_dropout`` and ``location_projection`` are read by ``injection=clay_v1`` only
-        (see `clay_exp.models.injection`); ``location_is_clay_latlon`` is set by the LightningModule
-        from the encoding (true when its vector is Clay v1's ``[sin φ, cos φ, sin λ, cos λ]``)."""
+        """``location_dropout`` (None: the injection's own default, 0.2 for ``clay_v1``, else 0) and
+        ``missing`` (``zero``/``token``/``skip``) say when a chip's location is missing and what it
+        gets; ``location_projection`` is read by ``injection=clay_v1`` only (see
+        `clay_exp.models.injection`); ``location_is_clay_latlon`` is set by the LightningModule from
+        the encoding (true when its vector is Clay v1's ``[sin φ, cos φ, sin λ, cos λ]``)."""
         super().__init__()
         if img_size % patch_size:
             raise ValueError(f"img_size={img_size} is not a multiple of patch_size={patch_size}")
@@ -90,6 +97,7 @@ class MaskedAutoencoderViT(nn.Module):
             grid=grid,
             depth=depth,
             location_dropout=location_dropout,
+            missing=missing,
             location_projection=location_projection,
             location_is_clay_latlon=location_is_clay_latlon,
         )
@@ -155,6 +163,18 @@ class MaskedAutoencoderViT(nn.Module):
         x_kept = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, d))
         return x_kept, mask, ids_restore
 
+    @contextmanager
+    def masking(self, mask_ratio: float) -> Iterator[None]:
+        """Mask `mask_ratio` of the patches inside the block (1.0: none visible, the decoder predicts
+        every patch from the location and the mask tokens; 0.0: all visible, for embeddings)."""
+        if not 0.0 <= mask_ratio <= 1.0:
+            raise ValueError(f"mask_ratio={mask_ratio!r} must lie in [0, 1]")
+        previous, self.mask_ratio = self.mask_ratio, float(mask_ratio)
+        try:
+            yield
+        finally:
+            self.mask_ratio = previous
+
     def check_location(self, location: Tensor | None, batch_size: int) -> None:
         if self.location_dim > 0 and (location is None or location.shape != (batch_size, self.location_dim)):
             got = None if location is None else tuple(location.shape)
@@ -166,12 +186,18 @@ class MaskedAutoencoderViT(nn.Module):
         batch_size: int,
         time: Tensor | None = None,
         generator: torch.Generator | None = None,
+        location_known: Tensor | None = None,
     ):
         """The injection's per-forward condition (see `clay_exp.models.injection.Injection`)."""
         self.check_location(location, batch_size)
+        if location_known is not None and tuple(location_known.shape) != (batch_size,):
+            raise ValueError(
+                f"location_known must be a ({batch_size},) bool tensor (one flag per chip), got shape "
+                f"{tuple(location_known.shape)}"
+            )
         if location is not None and self.location_dim > 0:
             location = location.float()
-        return self.injection.condition(batch_size, location, time, generator)
+        return self.injection.condition(batch_size, location, time, generator, location_known)
 
     def position_encoding(
         self,
@@ -179,9 +205,11 @@ class MaskedAutoencoderViT(nn.Module):
         batch_size: int,
         time: Tensor | None = None,
         generator: torch.Generator | None = None,
+        location_known: Tensor | None = None,
     ) -> Tensor:
         """What is added to the patch embeddings before masking: ``(1 or B, L, embed_dim)``."""
-        return self.injection.encoder_positions(self.condition(location, batch_size, time, generator))
+        cond = self.condition(location, batch_size, time, generator, location_known)
+        return self.injection.encoder_positions(cond)
 
     def forward_encoder(
         self,
@@ -189,21 +217,24 @@ class MaskedAutoencoderViT(nn.Module):
         location: Tensor | None,
         generator: torch.Generator | None = None,
         time: Tensor | None = None,
+        location_known: Tensor | None = None,
     ):
-        """-> (latent, mask, ids_restore, cond): ``cond`` is the injection's condition, for the decoder."""
-        cond = self.condition(location, images.shape[0], time, generator)
+        """-> (latent, mask, ids_restore, cond): ``cond`` is the injection's condition, for the decoder;
+        ``latent`` starts with the injection's `prefix_count(cond)` prefix tokens."""
+        cond = self.condition(location, images.shape[0], time, generator, location_known)
         x = self.patch_embed(images) + self.injection.encoder_positions(cond)
         x, mask, ids_restore = self.random_masking(x, generator)
         prefix = self.injection.prefix(cond)
         if prefix is not None:
             x = torch.cat([prefix.to(x.dtype), x], dim=1)
+        attn_mask = self.injection.attention_mask(cond, x.shape[1])
         for i, blk in enumerate(self.blocks):
-            x = self.injection.after_block(i, blk(x), cond)
+            x = self.injection.after_block(i, blk(x, attn_mask=attn_mask), cond)
         return self.norm(x), mask, ids_restore, cond
 
     def forward_decoder(self, latent: Tensor, ids_restore: Tensor, cond=None) -> Tensor:
         x = self.decoder_embed(latent)
-        extra = self.injection.prefix_tokens
+        extra = self.injection.prefix_count(cond)
         b, n_vis, d = x.shape[0], x.shape[1] - extra, x.shape[2]
         n = ids_restore.shape[1]
         patches = torch.cat([x[:, extra:], self.mask_token.expand(b, n - n_vis, d)], dim=1)
@@ -211,8 +242,9 @@ class MaskedAutoencoderViT(nn.Module):
             patches, 1, ids_restore.unsqueeze(-1).expand(-1, -1, d)
         ) + self.injection.decoder_positions(cond)
         x = torch.cat([x[:, :extra], patches], dim=1)
+        attn_mask = self.injection.attention_mask(cond, x.shape[1])
         for blk in self.decoder_blocks:
-            x = blk(x)
+            x = blk(x, attn_mask=attn_mask)
         return self.decoder_pred(self.decoder_norm(x))[:, extra:]
 
     def reconstruction_loss(self, images: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
@@ -228,8 +260,11 @@ class MaskedAutoencoderViT(nn.Module):
         location: Tensor | None = None,
         generator: torch.Generator | None = None,
         time: Tensor | None = None,
+        location_known: Tensor | None = None,
     ) -> MAEOutput:
         self.check_images(images)
-        latent, mask, ids_restore, cond = self.forward_encoder(images, location, generator, time)
+        latent, mask, ids_restore, cond = self.forward_encoder(
+            images, location, generator, time, location_known
+        )
         pred = self.forward_decoder(latent, ids_restore, cond)
         return MAEOutput(self.reconstruction_loss(images, pred, mask), pred, mask)

@@ -179,6 +179,10 @@ def to_markdown(comparison: Comparison) -> str:
         section_markdown(s, comparison.confidence, comparison.alpha, exploratory=id(s) in studied)
         for s in comparison.sections
     ]
+    if comparison.reliance:  # per arm: reliance, robustness, prior, probe (clay_exp.report.reliance)
+        from clay_exp.report.reliance_markdown import reliance_markdown  # it builds on this module
+
+        parts += [reliance_markdown(t, comparison.confidence) for t in comparison.reliance]
     if comparison.unreadable:
         heading = "## Runs that could not be read (in no table)"
         parts.append("\n".join(_left_out_table(heading, comparison.unreadable, None)))

@@ -24,6 +24,7 @@ from clay_exp.report.runs import UNREADABLE, Run
 from clay_exp.report.stats import Summary, holm, mean_ci, paired_t_test
 
 if TYPE_CHECKING:
+    from clay_exp.report.reliance import RelianceTable
     from clay_exp.report.study import StudyResult
 
 #: Encodings that anchor the "share of the gap closed" column by default: no location at all, and
@@ -138,6 +139,8 @@ class Comparison:
     unreadable: list[Run] = field(default_factory=list)
     #: The pre-registered studies the runs declare (`clay_exp.report.study`), reported first.
     studies: list[StudyResult] = field(default_factory=list)
+    #: Reliance, robustness, prior and probe per arm, where the runs logged them (`clay_exp.report.reliance`).
+    reliance: list[RelianceTable] = field(default_factory=list)
 
 
 def _per_seed(runs: Iterable[Run], metric: Metric) -> dict[int, float]:
@@ -283,7 +286,8 @@ def compare(
     Sections whose runs carry a ``study`` node also get its analysis (`Comparison.studies`; the
     bootstraps draw `resamples` resamples).
     """
-    from clay_exp.report.study import analyse_studies  # study builds on this module's Section
+    from clay_exp.report.reliance import reliance_tables  # both build on this module's Section
+    from clay_exp.report.study import analyse_studies
 
     if not runs:
         raise ValueError("compare() needs at least one run")
@@ -305,6 +309,15 @@ def compare(
         for key, group in sorted(settings.items())
     ]
     studies = analyse_studies(sections, confidence, resamples)
+    reliance = reliance_tables(sections, baseline, confidence)
     return Comparison(
-        sections, [Path(s) for s in sources], confidence, alpha, title, description, unplaced, studies
+        sections,
+        [Path(s) for s in sources],
+        confidence,
+        alpha,
+        title,
+        description,
+        unplaced,
+        studies,
+        reliance,
     )

@@ -14,6 +14,7 @@ import pandas as pd
 
 from clay_exp.report.markdown import to_markdown
 from clay_exp.report.plots import plot_declared, plot_final, plot_loss_curves
+from clay_exp.report.reliance import reliance_columns
 from clay_exp.report.runs import Run
 from clay_exp.report.table import Comparison
 
@@ -38,6 +39,7 @@ def comparison_frame(comparison: Comparison) -> pd.DataFrame:
                 }
                 if m.key in row.gap_closed:
                     rec[f"{m.key} gap_closed"] = row.gap_closed[m.key]
+            rec |= reliance_columns(comparison.reliance, section, row)
             rec |= {
                 "params_encoding": row.params_encoding,
                 "params_encoding_trainable": row.params_encoding_trainable,
