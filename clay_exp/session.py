@@ -157,6 +157,7 @@ class RunSession:
         self.resume: ResumeState | None = None
         self.lock = RunLock(self.output_dir)
         self.reserve = record_reserve(self.output_dir)
+        self._checks_passed = False
         self.signal: int | None = None
         self._in_fit = False
         self._previous_handlers: dict[int, Any] = {}
@@ -181,13 +182,16 @@ class RunSession:
                         self.resume.schedule["total_steps"],
                     )
             self._install_signal_handlers()
-            if self.is_rank_zero:  # the checks passed: from here on the folder is written
+            self._checks_passed = True
+            if self.is_rank_zero:  # from here on the folder is written
                 self.lock.write_owner()
                 self._remove_leftovers()
                 self._write_hydra_files()
                 self.reserve.create()
             self._write()
         except BaseException:
+            if self.is_rank_zero and self._checks_passed:  # a refused run leaves the folder as it was
+                self.reserve.release()
             self.lock.release()
             self._restore_signal_handlers()
             raise
@@ -307,8 +311,10 @@ class RunSession:
         r.finished_at = _now()
         try:
             if self.is_rank_zero:
-                log.info("results written to %s", self._write())
-                self.reserve.release()
+                try:
+                    log.info("results written to %s", self._write())
+                finally:
+                    self.reserve.release()  # its job is done (or could not be done): no 1 MiB left behind
             if _find(self.loggers, WandbLogger) is not None:
                 import wandb
 
