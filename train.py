@@ -6,7 +6,9 @@ from omegaconf import DictConfig
 from clay_exp.resume import register_resolvers
 from clay_exp.train import train
 
-register_resolvers()  # the run folder (new, or the run being resumed) is decided while composing
+# The run folder (new, or the run being resumed) is decided while composing; a bad `resume=` or
+# `experiment_name=` stops here with one line, before anything is written.
+register_resolvers(one_line_errors=True)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train.yaml")

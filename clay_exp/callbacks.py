@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from clay_exp.encodings.base import SpatialEncoding
 
@@ -49,3 +49,15 @@ class EncodingDiagnostics(Callback):
         # steps before it), so these rows line up with train/loss in metrics.csv and wandb.
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=self._steps_before_batch)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """`ModelCheckpoint` whose ``last.ckpt`` is also written when training ends between two of its
+    every-N-step saves (Lightning's writes it at the end only if it never saved one), so that
+    ``resume=<run> trainer.max_steps=<more>`` continues a finished run from its very last step
+    instead of silently redoing the steps after the last periodic save."""
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

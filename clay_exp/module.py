@@ -33,7 +33,7 @@ from torchmetrics import MeanMetric
 
 from clay_exp.encodings.base import SpatialEncoding
 from clay_exp.models.mae import MaskedAutoencoderViT
-from clay_exp.optim import build_optimizer
+from clay_exp.optim import WarmupCosine, build_optimizer
 
 SCHEDULER_CHOICES = ("cosine", "constant")
 #: ``model.missing_location``: a NaN coordinate is an error, or marks the chip's location as missing.
@@ -204,15 +204,8 @@ class MAELightningModule(L.LightningModule):
         if self.hparams.scheduler == "constant":
             return {"optimizer": optimizer}
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(self.hparams.warmup_fraction * total)
-        floor = self.hparams.min_lr_ratio
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
+        # A resumed run replaces total/warmup by the checkpoint's (WarmupCosine): its own schedule.
+        factor = WarmupCosine(total, int(self.hparams.warmup_fraction * total), self.hparams.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -8,6 +8,7 @@ is handed the optimizer (`SpatialEncoding.attach_optimizer`) to hook its steps.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,3 +36,23 @@ def build_optimizer(
     if encoding is not None:
         encoding.attach_optimizer(optimizer)
     return optimizer
+
+
+class WarmupCosine:
+    """The learning-rate factor at an optimizer step: linear warm-up over `warmup` steps, then a
+    cosine from 1 down to `floor` at step `total`, held at `floor` after it.
+
+    A callable object rather than a closure so that ``LambdaLR.state_dict`` stores `total`,
+    `warmup` and `floor` in every checkpoint: a resumed run keeps the schedule it started with, also
+    when ``resume=`` raises its budget (the steps past the original `total` then hold `floor`; see
+    docs/reliability.md).
+    """
+
+    def __init__(self, total: int, warmup: int, floor: float) -> None:
+        self.total, self.warmup, self.floor = int(total), int(warmup), float(floor)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -1,8 +1,10 @@
 """A run's record, ``results.json``: one schema, written by training and read by resume and the report.
 
-One file per run, in the run's output folder, written atomically (temp file + rename) so a reader
-never sees half a file, and written whatever happened: ``status`` is ``completed``, ``failed`` (with
-the error), ``interrupted`` (with the signal) or, while the run lives, ``running``.
+One file per run, in the run's output folder, written atomically (temp file + rename,
+`clay_exp.files.atomic_write`) so a reader never sees half a file, with mode 0644 (the umask
+decides, as for every other file), and written whatever happened: ``status`` is ``completed``,
+``failed`` (with the error), ``interrupted`` (with the signal) or, while the run lives, ``running``.
+On a full disk the run's record is written into space reserved at its start (`SpaceReserve`).
 
 `RunRecord` is the schema. Files written before it existed (no ``schema_version``: version 1) carry
 the same keys and load unchanged; keys this version does not know are kept in ``extra`` and written
@@ -14,14 +16,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import subprocess
-import tempfile
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from clay_exp.files import SpaceReserve, atomic_write, find_below
 
 RESULTS_FILE = "results.json"
 STATUSES = ("running", "completed", "failed", "interrupted")
@@ -137,10 +139,11 @@ class RunRecord:
         except (TypeError, ValueError) as error:
             raise UnreadableRecordError(path, str(error)) from error
 
-    def save(self, run_dir: str | Path) -> Path:
-        """Write atomically into `run_dir` (the status is checked when the record is built)."""
+    def save(self, run_dir: str | Path, reserve: SpaceReserve | None = None) -> Path:
+        """Write atomically into `run_dir` (the status is checked when the record is built); on a
+        full disk into `reserve` (`record_reserve`) if given."""
         self.__post_init__()
-        return write_json_atomic(Path(run_dir) / RESULTS_FILE, self.to_dict())
+        return write_json_atomic(Path(run_dir) / RESULTS_FILE, self.to_dict(), reserve=reserve)
 
 
 def _jsonable(value: Any) -> Any:
@@ -158,22 +161,16 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write `payload` as JSON to `path` via a temp file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_jsonable(payload), f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def write_json_atomic(path: str | Path, payload: dict[str, Any], reserve: SpaceReserve | None = None) -> Path:
+    """Write `payload` as JSON to `path` via a temp file in the same folder and an atomic rename
+    (`clay_exp.files.atomic_write`; `reserve`: where to write it when the disk is full)."""
+    text = json.dumps(_jsonable(payload), indent=2, sort_keys=False) + "\n"
+    return atomic_write(path, text.encode(), reserve=reserve)
+
+
+def record_reserve(run_dir: str | Path) -> SpaceReserve:
+    """The space a run reserves at its start for its final record (``<run>/.results.json.reserve``)."""
+    return SpaceReserve(run_dir, RESULTS_FILE)
 
 
 def results_path(run: str | Path) -> Path:
@@ -195,8 +192,9 @@ def read_results(run_dir: str | Path) -> dict[str, Any]:
 
 
 def find_result_files(root: str | Path) -> Iterator[Path]:
-    """Every results.json below `root` (a run, a multirun or a folder of them), sorted."""
-    yield from sorted(Path(root).rglob(RESULTS_FILE))
+    """Every results.json below `root` (a run, a multirun or a folder of them), sorted; symlinked
+    folders are followed (`clay_exp.files.find_below`)."""
+    yield from find_below(root, RESULTS_FILE)
 
 
 def git_state(cwd: str | Path | None = None) -> dict[str, Any]:

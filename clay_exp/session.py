@@ -6,8 +6,12 @@
   the process dies, so a lock is never stale) is taken before anything is written; a second
   ``train.py`` on the same folder — including ``resume=`` of a run that is still training — is
   refused with the folder and the owner's pid, host and start time.
+* **A refused run writes nothing.** The owner's name in ``.lock``, Hydra's ``.hydra/`` files (which
+  Hydra itself no longer writes: ``hydra.output_subdir=null``), the record, and the clean-up of a
+  killed save's temp files all come after the lock and the resume checks.
 * **A final status on every exit path** after ``results.json`` is first written: ``completed``,
-  ``failed`` (the innermost error, the step) or ``interrupted`` (the signal). SIGTERM is caught from the
+  ``failed`` (the innermost error, the step) or ``interrupted`` (the signal); on a full disk the
+  final record goes into space reserved at the start (``.results.json.reserve``). SIGTERM is caught from the
   start, so one that arrives while the data or model is still being built is recorded too.
 * **Honest exit codes** for schedulers: interrupted → ``SystemExit(128 + signal)`` (143 for SIGTERM,
   130 for Ctrl-C), failed → the error propagates (Hydra exits 1), completed → 0.
@@ -31,19 +35,31 @@ from types import FrameType, TracebackType
 from typing import Any
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from clay_exp.files import atomic_write, remove_temporary_files
 from clay_exp.module import NonFiniteLossError
-from clay_exp.results import RunRecord, error_info, git_state
-from clay_exp.resume import ResumeState, prepare_resume, restore_metrics
+from clay_exp.results import RunRecord, error_info, git_state, record_reserve
+from clay_exp.resume import (
+    CHECKPOINT_DIR,
+    AtomicCheckpointIO,
+    ResumeState,
+    prepare_resume,
+    restore_metrics,
+    safe_name,
+)
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
+#: Hydra's job files (config.yaml, hydra.yaml, overrides.yaml), written by the session after its checks.
+HYDRA_SUBDIR = ".hydra"
 
 
 class RunFolderLockedError(RuntimeError):
@@ -62,7 +78,8 @@ class RunLock:
     """An exclusive, non-blocking ``flock`` on ``<folder>/.lock`` holding the owner's pid and host.
 
     The file is never deleted (deleting a flock'ed file lets two processes lock two inodes); its
-    content only names the last owner. Locks held by a dead process vanish with it.
+    content only names the last owner, written by `write_owner` once the run is known to go ahead
+    (a refused run leaves the previous owner's name). Locks held by a dead process vanish with it.
     """
 
     def __init__(self, folder: str | Path) -> None:
@@ -81,11 +98,15 @@ class RunLock:
                 f"run folder {self.path.parent} is in use by another run ({owner}); "
                 "one writer per folder: wait for it to end, or start a new run (a new folder)"
             ) from None
-        owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(owner).encode())
-        os.fsync(fd)
         self._fd = fd
+
+    def write_owner(self) -> None:
+        """Name this process in the lock file (its pid, host, start time) for a refused second run."""
+        assert self._fd is not None, "acquire() first"
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, json.dumps(owner).encode(), 0)
+        os.fsync(self._fd)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -116,6 +137,7 @@ class RunSession:
     the way out, whatever happened, write the final record, release the lock and end wandb."""
 
     def __init__(self, cfg: DictConfig) -> None:
+        safe_name(cfg.experiment_name)  # it names a folder under logs/ (also checked by Hydra's run.dir)
         self.cfg = cfg
         self.output_dir = Path(cfg.paths.output_dir)
         self.is_rank_zero = rank_zero_only.rank == 0  # DDP: every rank runs; one owns the folder
@@ -134,6 +156,8 @@ class RunSession:
         )
         self.resume: ResumeState | None = None
         self.lock = RunLock(self.output_dir)
+        self.reserve = record_reserve(self.output_dir)
+        self._checks_passed = False
         self.signal: int | None = None
         self._in_fit = False
         self._previous_handlers: dict[int, Any] = {}
@@ -147,19 +171,41 @@ class RunSession:
             self.lock.acquire()
         try:
             if self.cfg.get("resume"):
-                self.resume = prepare_resume(self.output_dir, self.config)
+                force = bool(self.cfg.get("resume_force"))
+                self.resume = prepare_resume(self.output_dir, self.config, force=force)
                 self.record.started_at = self.resume.previous.started_at or self.record.started_at
-                self.record.resumed = [
-                    *self.resume.previous.resumed,
-                    {"checkpoint": str(self.resume.checkpoint), "step": self.resume.step, "at": _now()},
-                ]
+                self.record.resumed = [*self.resume.previous.resumed, self.resume.entry(_now())]
+                if self.resume.schedule:
+                    log.info(
+                        "resume: the learning-rate schedule is the run's own (%d steps); steps past "
+                        "it hold its final rate",
+                        self.resume.schedule["total_steps"],
+                    )
             self._install_signal_handlers()
+            self._checks_passed = True
+            if self.is_rank_zero:  # from here on the folder is written
+                self.lock.write_owner()
+                self._remove_leftovers()
+                self._write_hydra_files()
+                self.reserve.create()
             self._write()
         except BaseException:
+            if self.is_rank_zero and self._checks_passed:  # a refused run leaves the folder as it was
+                self.reserve.release()
             self.lock.release()
             self._restore_signal_handlers()
             raise
         return self
+
+    def plugins(self) -> list[Any]:
+        """The Trainer's plugins: those configured (``trainer.plugins``) and, unless one of them
+        already handles checkpoint files, `AtomicCheckpointIO` (no save can damage ``last.ckpt``)."""
+        configured = self.cfg.trainer.get("plugins")
+        built = instantiate(configured) if configured is not None else []
+        plugins = list(built) if isinstance(built, list | tuple | ListConfig) else [built]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        return plugins
 
     @property
     def ckpt_path(self) -> str | None:
@@ -265,7 +311,10 @@ class RunSession:
         r.finished_at = _now()
         try:
             if self.is_rank_zero:
-                log.info("results written to %s", self._write())
+                try:
+                    log.info("results written to %s", self._write())
+                finally:
+                    self.reserve.release()  # its job is done (or could not be done): no 1 MiB left behind
             if _find(self.loggers, WandbLogger) is not None:
                 import wandb
 
@@ -279,7 +328,38 @@ class RunSession:
 
     # -- pieces ---------------------------------------------------------------------------------------
     def _write(self) -> Path | None:
-        return self.record.save(self.output_dir) if self.is_rank_zero else None
+        return self.record.save(self.output_dir, reserve=self.reserve) if self.is_rank_zero else None
+
+    def _remove_leftovers(self) -> None:
+        """Temp files of a save killed mid-write (``<name>.tmp-<pid>-<random>``; the lock says no
+        other process is writing here) in the run folder and the checkpoint folders."""
+        folders = {self.output_dir, self.output_dir / CHECKPOINT_DIR}
+        for node in (self.cfg.get("callbacks") or {}).values():
+            if isinstance(node, DictConfig) and node.get("dirpath"):
+                folders.add(Path(node.dirpath))
+        for folder in folders:
+            for path in remove_temporary_files(folder) if folder.is_dir() else []:
+                log.info("removed %s, left by a save that was killed mid-write", path)
+
+    def _write_hydra_files(self) -> None:
+        """Hydra's job files, as Hydra writes them (unresolved), now that the run goes ahead:
+        configs/hydra sets ``hydra.output_subdir: null`` so that Hydra does not write them before
+        the lock and the resume checks (a refused run left its settings in the folder)."""
+        if not HydraConfig.initialized():
+            return
+        hydra_cfg = HydraConfig.instance().cfg
+        runtime_dir = OmegaConf.select(hydra_cfg, "hydra.runtime.output_dir")
+        if OmegaConf.select(hydra_cfg, "hydra.output_subdir") is not None or runtime_dir is None:
+            return  # Hydra wrote them itself (an explicit hydra.output_subdir)
+        if Path(runtime_dir).resolve() != self.output_dir.resolve():
+            return  # the current Hydra config belongs to another run (composed in-process)
+        files = {
+            "config.yaml": self.cfg,
+            "hydra.yaml": hydra_cfg,
+            "overrides.yaml": hydra_cfg.hydra.overrides.task,
+        }
+        for name, node in files.items():
+            atomic_write(self.output_dir / HYDRA_SUBDIR / name, OmegaConf.to_yaml(node).encode())
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signal = signum

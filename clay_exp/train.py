@@ -44,7 +44,9 @@ def train(cfg: DictConfig) -> RunRecord:
         datamodule = instantiate(cfg.data)
         module = build_module(cfg)
         callbacks = instantiate_group(cfg.get("callbacks"))
-        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=run.make_loggers() or False)
+        trainer = instantiate(
+            cfg.trainer, callbacks=callbacks, logger=run.make_loggers() or False, plugins=run.plugins()
+        )
         run.attach(trainer, module)
         with run.fitting():
             trainer.fit(module, datamodule=datamodule, ckpt_path=run.ckpt_path)

@@ -14,6 +14,7 @@ warned about here); it never stops the report of the others.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,6 +89,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.ArgumentPars
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser, args = parse_args(argv)
+    # The report's warnings (an unreadable metrics.csv, ...) on stderr, one line each.
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     try:
         runs = load_runs(*args.dirs)
         for problem in attach_probe_metrics(runs):  # the embedding probe's per-run files, where present

@@ -191,3 +191,92 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _file_name(fd: int) -> str:
+    import os
+
+    return os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+
+
+class PauseMidSave(L.Callback):
+    """Freezes the process in the middle of writing its `nth` ``last.ckpt`` (half the bytes written
+    and flushed, `marker` touched, then a long sleep) so that a test can ``kill -9`` it right there.
+    Constructing it replaces the write seam of `clay_exp.files` in the training process."""
+
+    def __init__(self, marker: str, nth: int = 2) -> None:
+        import os
+        import time
+        from pathlib import Path
+
+        from clay_exp import files
+
+        real_write, saves = files.write_bytes, [0]
+
+        def write_bytes(fd: int, data) -> None:
+            if _file_name(fd).startswith("last.ckpt.tmp-"):
+                saves[0] += 1
+                if saves[0] == nth:
+                    view = memoryview(data).cast("B")
+                    real_write(fd, view[: len(view) // 2])
+                    os.fsync(fd)
+                    Path(marker).touch()
+                    time.sleep(600)
+            real_write(fd, data)
+
+        files.write_bytes = write_bytes
+
+
+class FullDisk:
+    """A disk that fills up, through the two seams of `clay_exp.files` (no small filesystem can be
+    mounted in CI). Until it is full, writes go through. Once full (`fill_now`, or the `nth` write
+    of a file whose name starts with `prefix` given to `fill_on`), a write may still take `free`
+    new bytes in all and then raises ENOSPC, as a real disk does, leaving the partial file behind;
+    writes into blocks a file already holds (space allocated before) succeed; allocations fail."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, free: int = 1000) -> None:
+        from clay_exp import files
+
+        self.full, self.free, self.failures = False, free, 0
+        self._trigger: tuple[str, int] | None = None
+        self._seen = 0
+        self._write, self._allocate = files.write_bytes, files.allocate
+        monkeypatch.setattr(files, "write_bytes", self.write_bytes)
+        monkeypatch.setattr(files, "allocate", self.allocate)
+
+    def fill_on(self, prefix: str, nth: int = 1) -> FullDisk:
+        self._trigger = (prefix, nth)
+        return self
+
+    def fill_now(self) -> FullDisk:
+        self.full = True
+        return self
+
+    def _no_space(self) -> OSError:
+        import errno
+        import os
+
+        self.failures += 1
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def write_bytes(self, fd: int, data) -> None:
+        import os
+
+        if self._trigger and _file_name(fd).startswith(self._trigger[0]):
+            self._seen += 1
+            self.full = self.full or self._seen >= self._trigger[1]
+        if not self.full:
+            return self._write(fd, data)
+        view = memoryview(data).cast("B")
+        allocated = os.fstat(fd).st_blocks * 512
+        in_place = max(0, allocated - os.lseek(fd, 0, os.SEEK_CUR))
+        fits = min(len(view), in_place + self.free)
+        self._write(fd, view[:fits])
+        self.free -= max(0, fits - in_place)
+        if fits < len(view):
+            raise self._no_space()
+
+    def allocate(self, fd: int, size: int) -> None:
+        if self.full:
+            raise self._no_space()
+        self._allocate(fd, size)

@@ -543,6 +543,8 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
             changes.
         cache_dir: where cache folders go (``<cache_dir>/geotiff-<key>/``).
         seed: draws the cached training footprints and shuffles them.
+        cache_max_age_days: other ``geotiff-<key>`` cache folders unused for this many days are
+            removed when the cache is opened (None: kept until deleted by hand).
 
     The dataset is built (and the files checked) at construction, so bad input fails at once. The
     split plumbing (size checks, val sets, `val_dataloader`) comes from `SplitDataModule`, which
@@ -574,6 +576,7 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
         cache: bool = False,
         cache_dir: str | None = None,
         seed: int = 0,
+        cache_max_age_days: float | None = None,
     ) -> None:
         self.init_split(
             batch_size=batch_size,
@@ -633,6 +636,7 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
         self.bands, self.chip_size = bands, chip_size
         self.cache, self.seed = bool(cache), int(seed)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else Path("data_cache")
+        self.cache_max_age_days = cache_max_age_days
         self.cached: dict[str, CachedChips] | None = None
         self.val_heldout_dataset = self.val_heldout_sampler = self.val_heldout_batch_sampler = None
         self.val_heldout_batch_size = None
@@ -697,7 +701,9 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
         }
 
     def load_or_build_cache(self) -> dict[str, CachedChips]:
-        cache = ChipCache(self.cache_dir, self.cache_settings(), prefix="geotiff")
+        cache = ChipCache(
+            self.cache_dir, self.cache_settings(), prefix="geotiff", max_age_days=self.cache_max_age_days
+        )
         sets = cache.load()
         if sets is not None:
             counts = {name: len(chips) for name, chips in sets.items()}

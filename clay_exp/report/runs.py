@@ -3,22 +3,29 @@
 A run's record is ``results.json`` (`clay_exp.results.RunRecord`); a job folder Hydra made whose run
 never wrote one is read from Hydra's own files (status ``missing``), and a record that cannot be
 parsed is kept with status ``unreadable`` and the parse error, so that one bad file never hides the
-others. Where Hydra puts things is named once, in `HYDRA`.
+others; a loss curve (``csv/metrics.csv``) that cannot be read is left out with a warning naming
+the file. Folders are searched through symlinks (a sweep linked into a study folder is read). Where
+Hydra puts things is named once, in `HYDRA`.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from clay_exp.files import find_below
 from clay_exp.results import RESULTS_FILE, RunRecord, UnreadableRecordError, find_result_files
 
 if TYPE_CHECKING:
     from clay_exp.report.table import Metric
+
+log = logging.getLogger(__name__)
 
 #: The status of a run whose ``results.json`` is not a readable record (never averaged).
 UNREADABLE = "unreadable"
@@ -154,7 +161,7 @@ def load_runs(*roots: str | Path) -> list[Run]:
         hydra_marker = f"{HYDRA.job_dir}/{HYDRA.hydra_config}"
         runs += [
             _run_without_results(p.parent.parent)
-            for p in sorted(root.rglob(hydra_marker))
+            for p in find_below(root, hydra_marker)
             if p.parent.parent not in found
         ]
     if not runs:
@@ -171,12 +178,24 @@ def latest_sweep(log_dir: str | Path = "logs", experiment: str = "compare_encodi
 
 
 def metric_curve(run: Run, metric: str = "val/loss") -> pd.Series:
-    """`metric` against the training step from the run's CSV log (empty if it logged none)."""
+    """`metric` against the training step from the run's CSV log: empty if it logged none, or if the
+    file cannot be parsed (empty, binary, torn: a warning names it); rows whose step or value is not
+    a finite number are skipped, with a warning counting them."""
     path = run.path / METRICS_CSV
     if not path.is_file():
         return pd.Series(dtype=float)
-    frame = pd.read_csv(path)
-    if metric not in frame:
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        reason = (str(error).splitlines() or [""])[0]
+        log.warning("%s: unreadable (%s: %s); no loss curve for this run", path, type(error).__name__, reason)
         return pd.Series(dtype=float)
-    rows = frame.dropna(subset=[metric])
-    return pd.Series(rows[metric].to_numpy(float), index=rows["step"].to_numpy(int), name=run.seed)
+    if metric not in frame or "step" not in frame:
+        return pd.Series(dtype=float)
+    steps = pd.to_numeric(frame["step"], errors="coerce").to_numpy(float)
+    values = pd.to_numeric(frame[metric], errors="coerce").to_numpy(float)
+    good = np.isfinite(steps) & np.isfinite(values)
+    bad = int((frame[metric].notna().to_numpy() & ~good).sum())
+    if bad:
+        log.warning("%s: %d row(s) whose step or %s is not a number were skipped", path, bad, metric)
+    return pd.Series(values[good], index=steps[good].astype(int), name=run.seed)

@@ -1,9 +1,13 @@
 """data=geotiff data.cache=true: chips extracted once, reused, rebuilt when an input changes, never
-read half-written (a crash mid-build is simulated)."""
+read half-written (a crash mid-build is simulated), checked on every reuse (damaged arrays are named
+and rebuilt), a full disk an ordinary error, concurrent builds and old keys handled."""
 
 from __future__ import annotations
 
 import os
+import re
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +15,11 @@ import pytest
 import torch
 
 from clay_exp.data import chip_cache
-from clay_exp.data.chip_cache import ChipCache
+from clay_exp.data.chip_cache import CachedChips, ChipCache
 from clay_exp.data.demo_geotiffs import write_demo_geotiffs
 from clay_exp.data.geotiff import GeoTiffDataModule
+from clay_exp.files import DiskFullError
+from tests.helpers import FullDisk
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +165,110 @@ def test_region_split_caches_both_validation_sets(demo_dir, tmp_path):
     assert set(dm.cached) == {"train", "val", "val_heldout"}
     seen, heldout = dm.val_dataloader()
     assert len(list(seen)) > 0 and len(list(heldout)) > 0
+
+
+# -- damaged caches, full disks, concurrent builds, old keys (issue 23) -----------------------------
+def damage_array(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "first bytes overwritten":
+        path.write_bytes(b"\x00" * 64 + data[64:])
+    else:  # most of the chips zeroed, size and header intact
+        start, end = 128, 128 + (len(data) - 128) * 3 // 4
+        path.write_bytes(data[:start] + b"\x00" * (end - start) + data[end:])
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [
+        ("truncated", r"is \d+ bytes, meta\.json says \d+"),
+        ("first bytes overwritten", "is not a readable .npy file"),
+        ("zeroed", "does not match its SHA-256 in meta.json"),
+    ],
+)
+def test_a_damaged_array_is_named_and_the_cache_rebuilt(demo_dir, tmp_path, caplog, how, reason):
+    dm = make_dm(demo_dir, tmp_path)
+    dm.setup("fit")
+    good = {f: np.array(a) for f, a in dm.cached["train"].arrays.items()}
+    del dm
+    (folder,) = cache_folders(tmp_path)
+    damage_array(folder / "train.image.npy", how)
+
+    caplog.set_level("INFO")
+    again = make_dm(demo_dir, tmp_path)
+    again.setup("fit")
+    assert re.search(rf"chip cache: {re.escape(str(folder / 'train.image.npy'))} {reason}", caplog.text)
+    assert (
+        f"the cache is damaged, rebuilding {folder}" in caplog.text and "chip cache: building" in caplog.text
+    )
+    assert cache_folders(tmp_path) == [folder] and not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    for field, values in again.cached["train"].arrays.items():
+        assert np.array_equal(values, good[field])  # the same chips as before the damage
+
+
+def test_an_array_damaged_after_the_check_names_its_file(tmp_path):
+    (tmp_path / "train.image.npy").write_bytes(b"not an array")
+    chips = CachedChips(tmp_path, "train", 4, ["image"])
+    with pytest.raises(
+        ValueError, match=rf"cannot read {re.escape(str(tmp_path / 'train.image.npy'))}.*delete"
+    ):
+        chips[0]
+
+
+def test_a_full_disk_while_building_is_an_ordinary_error_that_leaves_nothing(demo_dir, tmp_path, monkeypatch):
+    FullDisk(monkeypatch).fill_now()
+    with pytest.raises(DiskFullError, match=r"to write .*train\.image\.npy .*data\.cache_dir") as info:
+        make_dm(demo_dir, tmp_path).setup("fit")
+    assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # the temporary build folder went with the error
+
+
+def test_a_build_that_finds_another_finished_uses_it(demo_dir, tmp_path, monkeypatch, caplog):
+    make_dm(demo_dir, tmp_path).setup("fit")
+    (folder,) = cache_folders(tmp_path)
+    meta = (folder / "meta.json").read_bytes()
+    # A second process looked for the cache before the first had renamed it into place: it builds
+    # too and finds the first's folder when it renames its own (no "Directory not empty" error).
+    monkeypatch.setattr(ChipCache, "load", lambda self: None)
+    caplog.set_level("INFO")
+    second = make_dm(demo_dir, tmp_path)
+    second.setup("fit")
+    assert "was built by another process meanwhile; using it" in caplog.text
+    assert cache_folders(tmp_path) == [folder] and (folder / "meta.json").read_bytes() == meta
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name] and len(second.cached["train"]) == 24
+
+
+def test_stale_builds_are_removed_only_when_their_owner_is_known_to_be_gone(demo_dir, tmp_path):
+    cache = ChipCache(tmp_path, make_dm(demo_dir, tmp_path).cache_settings(), prefix="geotiff")
+    host, name = socket.gethostname(), cache.folder.name
+    dead_here = tmp_path / f"{name}.tmp-999999999-aaaa-{host}"
+    alive_here = tmp_path / f"{name}.tmp-{os.getpid()}-bbbb-{host}"
+    other_node = tmp_path / f"{name}.tmp-999999999-cccc-node-b.cluster"  # its pid means nothing here
+    other_node_old = tmp_path / f"{name}.tmp-999999999-dddd-node-c"
+    for folder in (dead_here, alive_here, other_node, other_node_old):
+        folder.mkdir()
+    old = time.time() - chip_cache.FOREIGN_BUILD_STALE_S - 60
+    os.utime(other_node_old, (old, old))
+    cache.remove_stale_builds()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive_here.name, other_node.name])
+
+
+def test_caches_unused_for_long_are_removed(demo_dir, tmp_path):
+    old, recent, notes = (
+        tmp_path / "geotiff-0123456789abcdef",
+        tmp_path / "geotiff-fedcba9876543210",
+        tmp_path / "notes",
+    )
+    for folder in (old, recent, notes):
+        folder.mkdir(parents=True)
+        (folder / "meta.json").write_text("{}")
+    long_ago = time.time() - 40 * 86400
+    os.utime(old / "meta.json", (long_ago, long_ago))
+    os.utime(notes / "meta.json", (long_ago, long_ago))
+    make_dm(demo_dir, tmp_path, cache_max_age_days=None).setup("fit")
+    assert old.exists()  # null keeps every cache
+    make_dm(demo_dir, tmp_path, cache_max_age_days=30).setup("fit")
+    assert not old.exists() and recent.exists() and notes.exists()
+    with pytest.raises(ValueError, match="max_age_days=0 must be a positive number of days or null"):
+        make_dm(demo_dir, tmp_path, cache_max_age_days=0).setup("fit")

@@ -135,3 +135,41 @@ def test_floors_json_from_scripts_floors_and_a_world_that_fails(tmp_path, cli, m
     assert cli.main([str(tmp_path / "bad")]) == 0
     md = (tmp_path / "bad" / "comparison.md").read_text()
     assert "Not computed: computing them failed (TypeError: " in md and "## Exploratory" in md
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",  # empty
+        b"\x80\x81\xfe\xff" * 64 + b"\n\x00\x00",  # binary bytes
+        b"step,val/loss\n0,0.5\noops,not a number\n3,0.4\n",  # non-numeric rows
+        b'step,val/loss\n0,0.5\n1,"unclosed\n',  # torn
+    ],
+    ids=["empty", "binary", "non-numeric rows", "torn"],
+)
+def test_a_bad_metrics_csv_is_named_and_the_report_still_written(tmp_path, content):
+    """scripts/compare.py as a user runs it: one damaged loss curve is left out with a warning
+    naming its file; the report and both plots are written and the command exits 0."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    good = write_run(tmp_path, "0-none-s0", "none", 0, 0.5)
+    (good / "csv").mkdir()
+    (good / "csv" / "metrics.csv").write_text("step,val/loss\n0,0.6\n3,0.5\n")
+    bad = write_run(tmp_path, "1-sincos-s0", "sincos", 0, 0.4)
+    (bad / "csv").mkdir()
+    (bad / "csv" / "metrics.csv").write_bytes(content)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "compare.py"), str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert f"warning: {bad / 'csv' / 'metrics.csv'}: " in proc.stderr
+    for name in ("comparison.md", "loss_curves.png", "final_loss.png"):
+        assert (tmp_path / name).stat().st_size > 0

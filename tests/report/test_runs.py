@@ -133,3 +133,18 @@ def test_bad_input_is_refused_early(tmp_path):
         load_runs(tmp_path)
     with pytest.raises(ValueError, match="no folder given"):
         load_runs()
+
+
+def test_sweeps_linked_into_a_folder_are_read_once(tmp_path):
+    """A study folder that links its sweeps (``ln -s``) is read through the links; a link back up
+    (a loop) or a second link to the same sweep adds nothing."""
+    sweep = tmp_path / "elsewhere" / "sweep"
+    write_run(sweep, "0-none-s0", "none", 0, 0.5)
+    write_hydra_files(sweep / "1-xyz-s0", "xyz", 0)
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "a").symlink_to(sweep)
+    (study / "b").symlink_to(sweep)
+    (study / "loop").symlink_to(study)
+    runs = load_runs(study)
+    assert sorted((r.encoding, r.status) for r in runs) == [("none", "completed"), ("xyz", "missing")]
