@@ -190,21 +190,25 @@ def level_alignment(world_levels: Sequence[int], encoding_levels: Sequence[int])
 
 
 def coverage_sets_from_config(cfg: Any, zooms: Sequence[int]) -> dict[str, list[LevelCoverage]]:
-    """Coverage per validation set name (``val``, and ``val_heldout`` under a region split)."""
+    """Coverage per validation set name (``val``, and ``val_heldout`` under a region split): of a
+    generated world's chips, or of a raster datamodule's (`GeoTiffDataModule.chip_locations`)."""
     import hydra
 
     dm = hydra.utils.instantiate(cfg.data)
-    if not hasattr(dm, "make_dataset"):
-        raise ValueError("coverage needs a generated world (data=hierarchical_world, synthetic or earth)")
-
-    def where(name: str) -> tuple[Tensor, Tensor]:
-        ds = dm.make_dataset(name)
-        # Locations only: no pixels are generated.
-        return ds.locations(torch.arange(len(ds), dtype=torch.int64) + ds.offset)
-
-    train_lat, train_lon = where("train")
+    train_lat, train_lon = set_locations(dm, "train")
     out = {}
     for name in dm.val_set_names:
-        val_lat, val_lon = where(name)
+        val_lat, val_lon = set_locations(dm, name)
         out[name] = coverage(train_lat, train_lon, zooms, val_lat, val_lon)
     return out
+
+
+def set_locations(dm: Any, name: str) -> tuple[Tensor, Tensor]:
+    """Latitude and longitude of the chips of set `name` (``train`` or a val set) of a datamodule:
+    a generated world's (no pixels generated) or a raster datamodule's (`chip_locations`)."""
+    if hasattr(dm, "chip_locations"):  # rasters (data=geotiff, scenes): the chips' footprint centres
+        return dm.chip_locations(name)
+    if hasattr(dm, "make_dataset"):
+        ds = dm.make_dataset(name)
+        return ds.locations(torch.arange(len(ds), dtype=torch.int64) + ds.offset)
+    raise ValueError(f"coverage needs chip locations; {type(dm).__name__} gives none")

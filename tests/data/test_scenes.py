@@ -137,6 +137,7 @@ def test_cached_chips_are_finite_normalised_and_on_the_scenes(root, tmp_path):
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"image", "lat", "lon", "time"} and batch["time"].shape == (64, 4)
     lat = torch.from_numpy(np.array(dm.cached["train"].arrays["lat"]))
+    assert torch.equal(dm.chip_locations("train")[0], lat)  # coverage counts the chips trained on
     near = [torch.isclose(lat, torch.tensor(SCENES[n].centre[0], dtype=torch.float64), atol=0.1) for n in S2]
     assert (near[0] | near[1]).all() and near[0].any() and near[1].any()
 
