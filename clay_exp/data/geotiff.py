@@ -4,7 +4,10 @@ All TorchGeo-facing code lives in this module (~790 lines on purpose, the one mo
 is: a TorchGeo upgrade is then one file's work; the chip cache, which does not touch TorchGeo, is
 `clay_exp.data.chip_cache`): it is written against TorchGeo 0.8.1, whose samples are
 ``{'image', 'crs', 'bounds': (slice x, slice y, slice t)}`` and whose samplers are
-`RandomGeoSampler` / `GridGeoSampler` (0.9+ changed both).
+`RandomGeoSampler` / `GridGeoSampler` (0.9+ changed both). The one other module that touches
+TorchGeo builds on this one: `clay_exp.data.scenes` (``data=scenes``: two small `RasterDataset`
+subclasses, and samplers over several scenes in their own CRSs, through the hooks
+`random_footprints` / `grid_footprints` / `filtered` of `GeoTiffDataModule`).
 
 * `GeoTiffFolder` (a `RasterDataset`): every ``*.tif`` below ``paths``, in any CRS (TorchGeo warps
   them to one: the files' CRS if they share one, else web mercator, EPSG:3857), bands picked by
