@@ -29,6 +29,21 @@ TINY = [
 ]
 
 
+def scenes_root(names: tuple[str, ...] | None = None, root: Path = ROOT / "data" / "scenes") -> Path:
+    """``<repo>/data/scenes`` with the real scenes' files (`make test` fetches them first). Missing files
+    fail the test saying how to fetch them; with CLAY_EXP_SKIP_SCENES=1 the test skips instead."""
+    import os
+
+    from clay_exp.data.scene_files import SKIP_ENV, ScenesMissingError, require_scenes
+
+    try:
+        return require_scenes(root, names)
+    except ScenesMissingError as error:
+        if os.environ.get(SKIP_ENV) == "1":
+            pytest.skip(f"{SKIP_ENV}=1: {error}")
+        pytest.fail(f"{error} (or set {SKIP_ENV}=1 to skip the tests on real scenes)")
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
     """The rows of a run's CSV log (`<run_dir>/csv/metrics.csv`)."""
     with (run_dir / "csv" / "metrics.csv").open() as f:

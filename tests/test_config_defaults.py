@@ -13,7 +13,9 @@ from clay_exp.config import CONFIG_DIR, compose_config, config_options
 
 
 def test_base_yamls_are_not_options_of_their_group():
-    assert config_options("data") == ["earth", "geotiff", "hierarchical_world", "synthetic"]
+    assert config_options("data") == [
+        "earth", "geotiff", "hierarchical_world", "scenes", "scenes_all_bands", "scenes_landsat", "synthetic",
+    ]  # fmt: skip
     encodings = config_options("encoding")
     assert {"hierarchical", "hierarchical_plain", "hierarchical_hashed"} <= set(encodings)
     for group in ("data", "encoding"):
@@ -44,8 +46,13 @@ def test_world_options_keep_their_shared_settings():
     }  # fmt: skip
     for world in config_options("data"):
         data = resolved([f"data={world}", "seed=7"], "data")
-        assert {k: data[k] for k in shared} == shared, world
-        if world != "geotiff":
+        own = {}  # what a data option sets for itself
+        if world.startswith("scenes"):  # blocks inside 20 km scenes: z14 (Landsat's 30 m chips: z13)
+            own["heldout_zoom"] = 13 if world == "scenes_landsat" else 14
+        if world == "scenes_all_bands":
+            own["bands"] = 13
+        assert {k: data[k] for k in shared} == shared | own, world
+        if "world" in data:
             assert (data["pin_memory"], data["shuffle_seed"]) == (True, 7)
     assert resolved(["data=earth"], "data")["world"]["locations"] == "land"
 

@@ -145,9 +145,7 @@ def test_a_live_run_folder_has_one_writer_and_sigterm_exits_143(tmp_path):
     assert record["status"] == "interrupted" and record["error"]["signal"] == "SIGTERM"
     assert record["exit_code"] == 143 and record["steps"] >= 3
     # the lock went with the process: the run can be continued
-    resumed = train_py(
-        f"resume={run}", until_stopped, f"trainer.max_steps={record['steps'] + 2}", *SHORT
-    )
+    resumed = train_py(f"resume={run}", until_stopped, f"trainer.max_steps={record['steps'] + 2}", *SHORT)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-3000:]
     assert read_results(run)["status"] == "completed" and read_results(run)["steps"] == record["steps"] + 2

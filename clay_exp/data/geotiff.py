@@ -4,7 +4,10 @@ All TorchGeo-facing code lives in this module (~790 lines on purpose, the one mo
 is: a TorchGeo upgrade is then one file's work; the chip cache, which does not touch TorchGeo, is
 `clay_exp.data.chip_cache`): it is written against TorchGeo 0.8.1, whose samples are
 ``{'image', 'crs', 'bounds': (slice x, slice y, slice t)}`` and whose samplers are
-`RandomGeoSampler` / `GridGeoSampler` (0.9+ changed both).
+`RandomGeoSampler` / `GridGeoSampler` (0.9+ changed both). The one other module that touches
+TorchGeo builds on this one: `clay_exp.data.scenes` (``data=scenes``: two small `RasterDataset`
+subclasses, and samplers over several scenes in their own CRSs, through the hooks
+`random_footprints` / `grid_footprints` / `filtered` of `GeoTiffDataModule`).
 
 * `GeoTiffFolder` (a `RasterDataset`): every ``*.tif`` below ``paths``, in any CRS (TorchGeo warps
   them to one: the files' CRS if they share one, else web mercator, EPSG:3857), bands picked by
@@ -399,7 +402,25 @@ def make_chip_maker(
 ) -> ChipMaker:
     """The `ChipMaker` of a dataset: nodata values from the files (+ `nodata`), statistics configured
     (checked) or computed from the files without nodata, times where every file is dated."""
-    labels, sources = band_sources(raster)
+    return make_chip_makers([raster], mean, std, nodata, max_nodata_fraction)[0]
+
+
+def make_chip_makers(
+    rasters: Sequence[RasterDataset],
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    nodata: float | None,
+    max_nodata_fraction: float,
+) -> list[ChipMaker]:
+    """One `ChipMaker` per dataset (each in its own CRS, with its own times) sharing one normalisation:
+    `make_chip_maker` with statistics and nodata values pooled over every dataset's files. The
+    datasets must name the same bands."""
+    labels, sources = band_sources(rasters[0])
+    for raster in rasters[1:]:
+        other, more = band_sources(raster)
+        if other != labels:
+            raise ValueError(f"datasets with different bands cannot share chips: {labels} and {other}")
+        sources = [a + b for a, b in zip(sources, more, strict=True)]
     values = declared_nodata(sources) + ([] if nodata is None else [float(nodata)])
     if mean is not None:
         mean = check_stats("mean", mean, labels)
@@ -412,8 +433,7 @@ def make_chip_maker(
         log.info("GeoTIFF band statistics: mean=%s std=%s", mean, std)
     if values:
         log.info("GeoTIFF nodata values %s (and NaN) are filled with the band mean", values)
-    times = has_times(raster)
-    return ChipMaker(raster.crs, mean, std, values, times, max_nodata_fraction)
+    return [ChipMaker(r.crs, mean, std, values, has_times(r), max_nodata_fraction) for r in rasters]
 
 
 class RasterChips(ChipStatistics, Dataset):
@@ -551,6 +571,9 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
     precedes TorchGeo's `GeoDataModule` in the bases; the live dataloaders are TorchGeo's.
     """
 
+    #: Cache folders are ``<cache_dir>/<cache_prefix>-<key>/``.
+    cache_prefix = "geotiff"
+
     def __init__(
         self,
         paths: str | Sequence[str],
@@ -633,6 +656,18 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
             chips = make_chip_maker(self.raster, mean, std, nodata, max_nodata_fraction)
             self.dataset = RasterChips(self.raster, chips)
             self.dataset_spec = {k: v for k, v in spec.items() if v is not None}
+        self.init_chips(bands, chip_size, cache, cache_dir, seed, cache_max_age_days)
+
+    def init_chips(
+        self,
+        bands: int,
+        chip_size: int,
+        cache: bool,
+        cache_dir: str | None,
+        seed: int,
+        cache_max_age_days: float | None = None,
+    ) -> None:
+        """The chip shape, the cache settings and the per-set attributes TorchGeo's factory reads."""
         self.bands, self.chip_size = bands, chip_size
         self.cache, self.seed = bool(cache), int(seed)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else Path("data_cache")
@@ -653,20 +688,31 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
                 self.cached = self.load_or_build_cache()
             return
         self.train_dataset = self.val_dataset = self.val_heldout_dataset = self.dataset
-        random_chips = RandomGeoSampler(self.raster, self.chip_size, length=self.length)
-        self.train_sampler = LocationFilteredSampler(
-            random_chips, self.dataset, self.set_filter("train"), length=self.length
-        )
+        self.train_sampler = self.filtered(self.random_footprints(self.length), "train", self.length)
         for name in self.val_set_names:
             sampler = self.grid_sampler(name)
             if len(sampler) > self.val_size:
                 sampler.kept, sampler.length = sampler.kept[: self.val_size], self.val_size
             setattr(self, f"{name}_sampler", sampler)
 
+    # -- where chips are: the hooks a datamodule over several rasters (clay_exp.data.scenes) overrides
+    def random_footprints(self, length: int, generator: torch.Generator | None = None) -> Sampler[GeoSlice]:
+        """`length` random chip footprints (TorchGeo's `RandomGeoSampler`)."""
+        return RandomGeoSampler(self.raster, self.chip_size, length=length, generator=generator)
+
+    def grid_footprints(self) -> Sampler[GeoSlice]:
+        """The chip grid (stride = chip) over the rasters (TorchGeo's `GridGeoSampler`)."""
+        return GridGeoSampler(self.raster, self.chip_size, self.chip_size)
+
+    def filtered(
+        self, footprints: Sampler[GeoSlice], name: str, length: int | None = None
+    ) -> LocationFilteredSampler:
+        """The `footprints` set `name` may contain (`LocationFilteredSampler`, by the chip's centre)."""
+        return LocationFilteredSampler(footprints, self.dataset, self.set_filter(name), length=length)
+
     def grid_sampler(self, name: str) -> LocationFilteredSampler:
-        """Every grid chip (stride = chip) whose centre belongs to val set `name`; ValueError if none."""
-        grid = GridGeoSampler(self.raster, self.chip_size, self.chip_size)
-        sampler = LocationFilteredSampler(grid, self.dataset, self.set_filter(name))
+        """Every grid chip (stride = chip) that belongs to val set `name`; ValueError if none."""
+        sampler = self.filtered(self.grid_footprints(), name)
         if len(sampler) == 0:
             raise ValueError(
                 f"data.split={'region' if self.region else 'random'}: no {name} chip in "
@@ -677,21 +723,27 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
         return sampler
 
     # -- the cache ------------------------------------------------------------------------------
-    def cache_settings(self) -> dict[str, Any]:
-        """Everything that shapes a cached chip (the cache key hashes it; `ChipCache`)."""
+    def source_settings(self) -> dict[str, Any]:
+        """The files, the dataset class, bands, CRS and resolution, for the cache key."""
         labels, sources = band_sources(self.raster)
-        chips = self.dataset.chips
         return {
             "files": file_fingerprints(p for band in sources for p, _ in band),
             "dataset": self.dataset_spec,
             "bands": labels,
             "crs": self.raster.crs.to_wkt(),
             "res": list(self.raster.res),
+        }
+
+    def cache_settings(self) -> dict[str, Any]:
+        """Everything that shapes a cached chip (the cache key hashes it; `ChipCache`)."""
+        chips = self.dataset.chips
+        return {
+            **self.source_settings(),
             "mean": chips.mean.flatten().tolist(),
             "std": chips.std.flatten().tolist(),
             "nodata": chips.nodata,
             "max_nodata_fraction": chips.max_nodata_fraction,
-            "times": chips.times,
+            "times": self.times,
             "chip_size": self.chip_size,
             "train_size": self.length,
             "val_size": self.val_size,
@@ -702,7 +754,10 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
 
     def load_or_build_cache(self) -> dict[str, CachedChips]:
         cache = ChipCache(
-            self.cache_dir, self.cache_settings(), prefix="geotiff", max_age_days=self.cache_max_age_days
+            self.cache_dir,
+            self.cache_settings(),
+            prefix=self.cache_prefix,
+            max_age_days=self.cache_max_age_days,
         )
         sets = cache.load()
         if sets is not None:
@@ -714,10 +769,8 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
         with torch.random.fork_rng(devices=[]):  # RandomGeoSampler picks tiles with the global RNG
             torch.manual_seed(self.seed)
             generator = torch.Generator().manual_seed(self.seed)
-            random_chips = RandomGeoSampler(self.raster, self.chip_size, length=10**9, generator=generator)
-            draws = LocationFilteredSampler(
-                random_chips, self.dataset, self.set_filter("train"), length=MAX_DRAWS_PER_CHIP * self.length
-            )
+            random_chips = self.random_footprints(10**9, generator)
+            draws = self.filtered(random_chips, "train", MAX_DRAWS_PER_CHIP * self.length)
             sets = {"train": (self.length, self.chip_batches("train", draws, self.length))}
             for name in self.val_set_names:
                 sets[name] = (self.val_size, self.chip_batches(name, self.grid_sampler(name), self.val_size))
@@ -758,6 +811,20 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
                 f"data.max_nodata_fraction={limit} nodata "
                 f"(in {MAX_DRAWS_PER_CHIP * wanted} draws): the rasters are mostly nodata"
             )
+
+    def chip_locations(self, name: str) -> tuple[Tensor, Tensor]:
+        """Latitude and longitude (float64 degrees) of the chips of set `name` (``train`` or a val set),
+        for coverage counts: with the cache on, the cached chips' (building the cache if needed); else
+        the footprints of one training epoch or of the validation grid, without reading pixels."""
+        if self.cache:
+            self.setup("fit")
+            arrays = self.cached[name].arrays
+            return torch.from_numpy(np.array(arrays["lat"])), torch.from_numpy(np.array(arrays["lon"]))
+        if name == "train":
+            queries = list(self.filtered(self.random_footprints(self.length), "train", self.length))
+        else:
+            queries = self.grid_sampler(name).kept[: self.val_size]
+        return self.dataset.centres(queries)
 
     # -- dataloaders ----------------------------------------------------------------------------
     def set_dataloader(self, name: str) -> DataLoader:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from clay_exp.config import compose_config
 from clay_exp.design.coverage import (
     LevelCoverage,
@@ -21,10 +23,12 @@ from clay_exp.design.coverage import (
     coverage,
     expected_uniform_coverage,
     level_alignment,
+    set_locations,
 )
 from clay_exp.design.floors import FloorReport, estimators
 from clay_exp.design.from_config import coverage_sets_from_config, floors_from_config, world_from_config
 from clay_exp.design.hierarchical_floors import memorised_level_floor
+from clay_exp.design.resolution import relative_change
 
 
 def _pm(value: float | None, se: float | None = None, digits: int = 4) -> str:
@@ -71,6 +75,16 @@ def coverage_markdown(title: str, levels: Sequence[LevelCoverage]) -> str:
     return "\n".join(lines)
 
 
+def encoding_resolution(cfg: Any, distances_km: Sequence[float], seed: int) -> dict[float, float]:
+    """The composed encoding's relative change (`relative_change`) at each distance, from the val chips."""
+    import hydra
+    import torch
+
+    lat, lon = set_locations(hydra.utils.instantiate(cfg.data), "val")
+    torch.manual_seed(int(cfg.seed))  # the encoding as a run of this seed initialises it
+    return relative_change(hydra.utils.instantiate(cfg.encoding), lat, lon, distances_km, seed=seed)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*", help="Hydra overrides, as for train.py")
@@ -94,6 +108,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--site-zoom", type=int, default=6)
     p.add_argument("--no-floors", action="store_true", help="coverage only (no chips generated)")
+    p.add_argument(
+        "--resolution-km",
+        type=float,
+        nargs="*",
+        default=None,
+        help="also the composed encoding's relative change between val chips and places this many km "
+        "away (clay_exp/design/resolution.py), e.g. 0.1 1 10 100",
+    )
     p.add_argument("--max-memorised-tiles", type=int, default=1024, help="levels to test for memorising")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -103,13 +125,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out or Path("logs/floors") / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
     cfg = compose_config(["logger=csv", *args.overrides], output_dir=out.parent / "run")
-    world_levels = list(cfg.data.world.get("levels", []) or [])
+    world_levels = list(OmegaConf.select(cfg, "data.world.levels", default=None) or [])
     encoding_levels = args.encoding_levels
     if encoding_levels is None:  # e.g. a study arm's levels (z0, z3, z6), not the proposal's default
         encoding_levels = list(cfg.get("encoding", {}).get("levels", None) or [0, 5, 10, 15])
     zooms = args.zooms or sorted({*world_levels, *encoding_levels})
     result: dict[str, Any] = {"overrides": list(args.overrides), "zooms": zooms}
     sections = []
+    if "world" not in cfg.data and not args.no_floors:  # real rasters (data=geotiff, scenes): no truth
+        sections.append(f"Floors need a generated world; data={cfg.get('data_name', '?')}: coverage only.")
+        args.no_floors = True
     if not args.no_floors:
         report = floors_from_config(
             cfg,
@@ -146,12 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["coverage"] = {name: [c.to_dict() for c in levels] for name, levels in sets.items()}
     for name, levels in sets.items():
         sections.append(coverage_markdown(f"{n_train} training chips, validation set `{name}`", levels))
-    uniform = expected_uniform_coverage(n_train, zooms)
-    result["uniform_expectation"] = [u.to_dict() for u in uniform]
-    sections.append(
-        "Uniform on the sphere (closed form), share of tiles ≥1 / val seen: "
-        + ", ".join(f"z{u.zoom} {u.share_ge[1]:.3g} / {u.val_seen:.3g}" for u in uniform)
-    )
+    if "world" in cfg.data:  # a generated world's chips may cover the sphere; a raster's cannot
+        uniform = expected_uniform_coverage(n_train, zooms)
+        result["uniform_expectation"] = [u.to_dict() for u in uniform]
+        sections.append(
+            "Uniform on the sphere (closed form), share of tiles ≥1 / val seen: "
+            + ", ".join(f"z{u.zoom} {u.share_ge[1]:.3g} / {u.val_seen:.3g}" for u in uniform)
+        )
     if args.sites:
         lat, lon = clustered_locations(n_train, args.sites, args.site_zoom, seed=args.seed)
         vlat, vlon = clustered_locations(1024, args.sites, args.site_zoom, seed=args.seed, offset=n_train)
@@ -173,6 +199,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 + (" exact" if a["exact"] else "")
                 for a in result["alignment"]
             )
+        )
+    if args.resolution_km:
+        change = encoding_resolution(cfg, args.resolution_km, args.seed)
+        result["resolution"] = {"encoding": cfg.get("encoding_name"), "relative_change": change}
+        sections.append(
+            f"Resolution of {cfg.get('encoding_name', '?')} (output change at d km / between random "
+            "val chips): " + ", ".join(f"{d:g} km {v:.3g}" for d, v in change.items())
         )
     print("\n\n".join(sections))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -187,3 +187,14 @@ def level_alignment(world_levels: Sequence[int], encoding_levels: Sequence[int])
             }
         )
     return out
+
+
+def set_locations(dm: Any, name: str) -> tuple[Tensor, Tensor]:
+    """Latitude and longitude of the chips of set `name` (``train`` or a val set) of a datamodule:
+    a generated world's (no pixels generated) or a raster datamodule's (`chip_locations`)."""
+    if hasattr(dm, "chip_locations"):  # rasters (data=geotiff, scenes): the chips' footprint centres
+        return dm.chip_locations(name)
+    if hasattr(dm, "make_dataset"):
+        ds = dm.make_dataset(name)
+        return ds.locations(torch.arange(len(ds), dtype=torch.int64) + ds.offset)
+    raise ValueError(f"coverage needs chip locations; {type(dm).__name__} gives none")

@@ -11,12 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import hydra
-import torch
 from omegaconf import DictConfig
-from torch import Tensor
 
 from clay_exp.data.hierarchical import HierarchicalWorld
-from clay_exp.design.coverage import LevelCoverage, coverage
+from clay_exp.design.coverage import LevelCoverage, coverage, set_locations
 from clay_exp.design.floors import FloorReport
 from clay_exp.design.hierarchical_floors import hierarchical_floors
 from clay_exp.design.linear_floors import linear_floors
@@ -67,19 +65,12 @@ def floors_from_config(
 
 
 def coverage_sets_from_config(cfg: Any, zooms: Sequence[int]) -> dict[str, list[LevelCoverage]]:
-    """Coverage per validation set name (``val``, and ``val_heldout`` under a region split)."""
+    """Coverage per validation set name (``val``, and ``val_heldout`` under a region split): of a
+    generated world's chips, or of a raster datamodule's (`GeoTiffDataModule.chip_locations`)."""
     dm = hydra.utils.instantiate(cfg.data)
-    if not hasattr(dm, "make_dataset"):
-        raise ValueError("coverage needs a generated world (data=hierarchical_world, synthetic or earth)")
-
-    def where(name: str) -> tuple[Tensor, Tensor]:
-        ds = dm.make_dataset(name)
-        # Locations only: no pixels are generated.
-        return ds.locations(torch.arange(len(ds), dtype=torch.int64) + ds.offset)
-
-    train_lat, train_lon = where("train")
+    train_lat, train_lon = set_locations(dm, "train")
     out = {}
     for name in dm.val_set_names:
-        val_lat, val_lon = where(name)
+        val_lat, val_lon = set_locations(dm, name)
         out[name] = coverage(train_lat, train_lon, zooms, val_lat, val_lon)
     return out
