@@ -3,8 +3,9 @@
 Writes comparison.md (also printed), comparison.csv, runs.csv, loss_curves.png and final_loss.png
 into the first folder (or ``--out``); where the runs declare a study (a ``study`` config node), the
 report leads with it (declared comparisons, gap closed, ranking check, floors) and also writes
-declared.png, declared.csv, gaps.csv and the cached floors (floors-<key>.json). The logic lives in
-the package clay_exp.report, shared with the notebook; this is only its command line. A
+declared.png, declared.csv, gaps.csv and the cached floors (floors-<key>.json); where they declare
+tuning, a tuning section (tuning.md/.csv, tuning_best_so_far.png, appended to comparison.md). The
+logic lives in the package clay_exp.report, shared with the notebook; this is only its command line. A
 ``results.json`` that cannot be read is listed in the report with its parse error (and warned about
 here); it never stops the report of the others.
 """
@@ -28,6 +29,7 @@ from clay_exp.report import (
     to_markdown,
     write_report,
 )
+from clay_exp.report.tuning import tuning_from_runs, tuning_markdown, write_tuning
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -114,7 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if run.status == UNREADABLE:
             print(f"warning: left out of the report, unreadable: {run.error}", file=sys.stderr)
     written = write_report(comparison, runs, out_dir)
-    print(to_markdown(comparison))
+    tuning = tuning_from_runs(runs)  # the study's tuning, arm by arm (issue 18)
+    written |= write_tuning(tuning, out_dir, append_to=written.get("comparison.md"))
+    print(to_markdown(comparison) + ("\n" + tuning_markdown(tuning) if tuning else ""))
     left_out = sum(len(s.not_averaged) for s in comparison.sections) + len(comparison.unreadable)
     if left_out:
         print(

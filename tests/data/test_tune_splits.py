@@ -56,7 +56,10 @@ def test_tuning_chips_are_disjoint_from_every_reported_chip(world):
             assert not ids[tune_set] & ids[other], (tune_set, other)
     assert min(ids["tune"]) >= SPLIT_OFFSETS["tune"]
     zoom = reported.region.zoom
-    val_tiles, tune_tiles = tiles(chips(reported, "val_heldout"), zoom), tiles(chips(tuning, "tune_heldout"), zoom)
+    val_tiles, tune_tiles = (
+        tiles(chips(reported, "val_heldout"), zoom),
+        tiles(chips(tuning, "tune_heldout"), zoom),
+    )
     assert val_tiles and tune_tiles and not val_tiles & tune_tiles  # held-out tiles: split, not shared
     region = reported.region
     for name, dm, held in (("tune", tuning, False), ("tune_heldout", tuning, True), ("train", tuning, False)):
@@ -74,7 +77,10 @@ def test_without_a_tuning_share_the_reported_sets_are_unchanged():
 
 
 def test_the_tuning_share_moves_only_val_heldout():
-    with_share, without = module(partial(HierarchicalWorld), "val"), module(partial(HierarchicalWorld), "val", 0.0)
+    with_share, without = (
+        module(partial(HierarchicalWorld), "val"),
+        module(partial(HierarchicalWorld), "val", 0.0),
+    )
     for name in ("train", "val"):
         assert torch.equal(chips(with_share, name)["image"], chips(without, name)["image"]), name
 

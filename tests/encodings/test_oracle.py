@@ -118,7 +118,13 @@ def test_oracle_beats_none_after_a_short_seeded_run(one_thread):
 
 def three_level_oracle(*overrides: str):
     cfg = compose_config(
-        ["encoding=oracle", WORLD, "data.world.levels=[0,3,6]", "data.world.level_shares=[0.3,0.3,0.3]", *overrides]
+        [
+            "encoding=oracle",
+            WORLD,
+            "data.world.levels=[0,3,6]",
+            "data.world.level_shares=[0.3,0.3,0.3]",
+            *overrides,
+        ]
     )
     world = HierarchicalWorld(length=256, chip_size=16, levels=[0, 3, 6], level_shares=[0.3, 0.3, 0.3])
     return instantiate(cfg.encoding), world[list(range(256))]

@@ -76,7 +76,9 @@ def test_the_encodings_group_follows_lr_scale_and_the_projection_the_backbone(ma
 
 def test_knobs_say_what_is_wrong():
     assert Knob(1e-4, 1e-2).contains(1e-3) and not Knob(1e-4, 1e-2).contains(0.1)
-    assert Knob(5, 30, "linear", integer=True).contains(10) and not Knob(5, 30, "linear", integer=True).contains(10.5)
+    assert Knob(5, 30, "linear", integer=True).contains(10) and not Knob(
+        5, 30, "linear", integer=True
+    ).contains(10.5)
     assert Knob(1.0, 100.0).position(10.0) == pytest.approx(0.5)
     assert Knob.choice(8, 16).contains(16) and Knob.choice(8, 16).describe() == "one of [8, 16]"
     with pytest.raises(ValueError, match="log knob needs low > 0"):
