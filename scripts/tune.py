@@ -18,18 +18,18 @@ import sys
 from collections.abc import Sequence
 
 from clay_exp.report.tuning import tuning_from_folder, write_tuning
-from clay_exp.tuning.runner import (
+from clay_exp.tuning.estimate import (
     StepTime,
-    TuningError,
-    make_plan,
     measure_step_time,
     plan_text,
     recheck_plan,
     recheck_text,
-    run_tuning,
     step_time_from_runs,
     step_time_from_trials,
 )
+from clay_exp.tuning.plan import make_plan
+from clay_exp.tuning.runner import run_tuning
+from clay_exp.tuning.trials import TuningError
 
 TUNER_KEYS = ("experiment", "arms", "trials")
 

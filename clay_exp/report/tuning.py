@@ -28,7 +28,10 @@ from clay_exp.encodings.base import Knob
 from clay_exp.report.runs import Run
 from clay_exp.results import RunRecord, UnreadableRecordError
 from clay_exp.tuning.declaration import TuningDeclaration, edge_knobs, knob_from_spec
+from clay_exp.tuning.plan import PLAN_FILE
 from clay_exp.tuning.record import SOURCE_KEY, UNTUNED
+from clay_exp.tuning.runner import CHOSEN_FILE
+from clay_exp.tuning.trials import arm_trials
 
 #: The files of the section (in the report folder, or the tuning folder).
 TUNING_MD, TUNING_CSV, TUNING_PLOT = "tuning.md", "tuning.csv", "tuning_best_so_far.png"
@@ -123,8 +126,6 @@ def _recorded_values(path: Path) -> dict[str, Any]:
 
 def tuning_from_folder(folder: str | Path) -> list[ArmTuning]:
     """One summary per arm of a tuning folder (``logs/<experiment>/tuning/<name>``), done or not."""
-    from clay_exp.tuning.runner import CHOSEN_FILE, PLAN_FILE, arm_trials  # the runner reads the folders
-
     folder = Path(folder)
     plan_path = folder / PLAN_FILE
     if not plan_path.is_file():

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 
 from clay_exp.config import CONFIG_DIR, compose_config
 from clay_exp.encodings.hierarchical import HierarchicalTileEncoding
-from clay_exp.tuning.runner import make_plan
+from clay_exp.tuning.plan import make_plan
 
 STUDIES = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("study_*.yaml"))
 

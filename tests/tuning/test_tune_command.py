@@ -16,7 +16,7 @@ from clay_exp.report import load_runs
 from clay_exp.report.tuning import TUNING_PLOT, tuning_from_folder, tuning_from_runs, write_tuning
 from clay_exp.results import read_results
 from clay_exp.train import train
-from clay_exp.tuning.runner import make_plan
+from clay_exp.tuning.plan import make_plan
 from tests.helpers import load_script
 
 STUDY = """# @package _global_
