@@ -29,7 +29,8 @@ from clay_exp.report import (
     to_markdown,
     write_report,
 )
-from clay_exp.report.tuning import tuning_from_runs, tuning_markdown, write_tuning
+from clay_exp.report.tuning import tuning_from_folder, tuning_from_runs, tuning_markdown, write_tuning
+from clay_exp.tuning.plan import PLAN_FILE
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -116,7 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if run.status == UNREADABLE:
             print(f"warning: left out of the report, unreadable: {run.error}", file=sys.stderr)
     written = write_report(comparison, runs, out_dir)
-    tuning = tuning_from_runs(runs)  # the study's tuning, arm by arm (issue 18)
+    # the study's tuning, arm by arm (issue 18): from the runs' records, or a tuning folder itself
+    tuning = tuning_from_runs(runs) + [
+        s for d in args.dirs if (d / PLAN_FILE).is_file() for s in tuning_from_folder(d)
+    ]
     written |= write_tuning(tuning, out_dir, append_to=written.get("comparison.md"))
     print(to_markdown(comparison) + ("\n" + tuning_markdown(tuning) if tuning else ""))
     left_out = sum(len(s.not_averaged) for s in comparison.sections) + len(comparison.unreadable)

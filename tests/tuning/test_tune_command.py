@@ -151,3 +151,7 @@ def test_tune_one_arm_resume_and_the_final_run_uses_the_chosen_values(study, cap
             and record["tuning"]["values"] == json.loads((trials[trial] / "trial.json").read_text())["params"]
         )
     assert json.loads((folder / "xyz" / "chosen.json").read_text()) == chosen  # nothing re-chosen
+
+    # compare.py on the tuning folder itself: its trials are no reported runs, its tuning is shown.
+    assert load_script("compare").main([str(folder), "--no-floors", "--out", str(study / "cmp")]) == 0
+    assert "| xyz | 2/2 |" in (study / "cmp" / "comparison.md").read_text()
