@@ -3,7 +3,7 @@
 ``known=seen`` (config ``oracle_seen``) keeps only the factors of tiles that hold training chips and
 zeroes the others (their prior mean): what a perfect learner of the training set could know — the
 *learnable* yardstick. The information floor (``known=all``) also knows the factors of tiles no
-training chip visited, which no encoding can learn. ``known=coarse`` (config ``oracle_coarse``)
+training chip visited, which no encoding can learn. ``known=coarse`` (study arm ``oracle_coarse``)
 knows every level but the finest, everywhere, and never the finest: at a held-out site that is
 what training could have taught (its coarse tiles hold training chips, its fine tile none), given
 in the very form the model trained on — the held-out yardstick.

@@ -131,7 +131,7 @@ def three_level_oracle(*overrides: str):
 
 
 def test_oracle_coarse_knows_every_level_but_the_finest():
-    enc, batch = three_level_oracle("encoding=oracle_coarse")
+    enc, batch = three_level_oracle("++encoding.known=coarse")
     out = enc(batch).view(256, 3, FACTORS_PER_LEVEL)
     truth = batch["latents"].view(256, 3, FACTORS_PER_LEVEL)
     assert torch.equal(out[:, :2], truth[:, :2]) and not out[:, 2].any()
