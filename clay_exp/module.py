@@ -40,6 +40,9 @@ SCHEDULER_CHOICES = ("cosine", "constant")
 MISSING_LOCATION_CHOICES = ("error", "allow")
 #: The optional batch key: bool ``(B,)``, True where the chip's location is known.
 LOCATION_KNOWN = "location_known"
+#: The sets that may come first in ``val_sets`` and select the best model: the reported ``val``, or
+#: ``tune`` in a tuning trial (stage=tune), which never sees a reported chip.
+SELECTING_SETS = ("val", "tune")
 #: Seed of the validation masks: every run and epoch masks the same patches of the same val chips.
 VAL_MASK_SEED = 12345
 
@@ -65,9 +68,10 @@ class MAELightningModule(L.LightningModule):
         min_lr_ratio: final learning rate as a fraction of the base rate (cosine only).
         val_sets: the names of the validation dataloaders, in order (``model.val_sets``): the loss
             of dataloader ``i`` is logged as ``<val_sets[i]>/loss``. The first must be ``val`` (it
-            selects the best model); a set the data does not serve (``val_heldout`` under
-            ``data.split=random``) is simply never logged. The names come in through the config,
-            not from the datamodule: nothing here reads back up the data flow.
+            selects the best model), or ``tune`` in a tuning trial (stage=tune); a set the data
+            does not serve (``val_heldout`` under ``data.split=random``) is simply never logged.
+            The names come in through the config, not from the datamodule: nothing here reads back
+            up the data flow.
         missing_location: ``error`` (a NaN ``lat``/``lon`` stops the run, the default) or ``allow``
             (a chip with a NaN coordinate has no location: the injection's ``missing`` path).
     """
@@ -92,10 +96,10 @@ class MAELightningModule(L.LightningModule):
             )
         self.missing_location = missing_location
         val_sets = [str(name) for name in val_sets]
-        if not val_sets or val_sets[0] != "val" or len(set(val_sets)) != len(val_sets):
+        if not val_sets or val_sets[0] not in SELECTING_SETS or len(set(val_sets)) != len(val_sets):
             raise ValueError(
-                f"model.val_sets={val_sets} must name distinct validation sets, the first 'val' (it "
-                "selects the best model)"
+                f"model.val_sets={val_sets} must name distinct validation sets, the first one of "
+                f"{list(SELECTING_SETS)} (it selects the best model)"
             )
         self.save_hyperparameters(logger=False, ignore=["encoding", "backbone", "optimizer"])
         self.encoding = encoding
@@ -164,12 +168,13 @@ class MAELightningModule(L.LightningModule):
         losses = {name: metric.compute() for name, metric in self.val_losses.items() if metric.update_called}
         for metric in self.val_losses.values():
             metric.reset()
-        if self.trainer.sanity_checking or "val" not in losses:
+        selector = self.val_set_names[0]  # `val`, or `tune` in a tuning trial
+        if self.trainer.sanity_checking or selector not in losses:
             return
         # A standalone `trainer.validate` after fit reports the final numbers without logging the
         # same step twice into metrics.csv / wandb.
         to_logger = self.trainer.state.fn == TrainerFn.FITTING
-        if to_logger and float(losses["val"]) < self.losses_at_best.get("val", math.inf):
+        if to_logger and float(losses[selector]) < self.losses_at_best.get(selector, math.inf):
             self.losses_at_best = {name: float(loss) for name, loss in losses.items()}
         for name, loss in losses.items():
             self.log(f"{name}/loss", loss, prog_bar=True, sync_dist=True, logger=to_logger)

@@ -86,6 +86,10 @@ class RunRecord:
     #: type, message, cause (one line), traceback; for ``interrupted`` also ``signal``.
     error: dict[str, Any] | None = None
     exit_code: int | None = None
+    #: In a study that declares tuning: the values of the arm's tuned knobs this run used and their
+    #: source (a tuned file + its tuning run, a tuning trial, or "default (untuned)"); see
+    #: clay_exp.tuning.record.
+    tuning: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
     #: Keys this schema does not know (written by a newer version), kept as they were.
     extra: dict[str, Any] = field(default_factory=dict)

@@ -261,12 +261,14 @@ class RunSession:
         last_checkpoint = next((c for c in checkpoints if c.last_model_path), None)
         timer = _find(callbacks, Timer)
         best_score = getattr(best_checkpoint, "best_model_score", None)
-        best = {"val/loss": float(best_score) if best_score is not None else final.get("val/loss_best")}
+        # The selecting metric: val/loss, or tune/loss in a tuning trial (stage=tune).
+        selector = best_checkpoint.monitor if best_checkpoint is not None else "val/loss"
+        best = {selector: float(best_score) if best_score is not None else final.get(f"{selector}_best")}
         # Other validation sets (e.g. val_heldout): their loss at the epoch of the best val/loss.
         best |= {
             key.removesuffix("_best"): value
             for key, value in final.items()
-            if key.endswith("/loss_best") and key != "val/loss_best"
+            if key.endswith("/loss_best") and key != f"{selector}_best"
         }
         r = self.record
         r.final, r.best, r.steps, r.epochs = final, best, trainer.global_step, trainer.current_epoch

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from clay_exp.results import RunRecord
 from clay_exp.session import RunSession, instantiate_group
+from clay_exp.tuning.record import tuning_record
 
 #: torch's own choice for this process (all cores, or OMP_NUM_THREADS as a parallel launcher sets it).
 DEFAULT_TORCH_THREADS = torch.get_num_threads()
@@ -40,6 +41,7 @@ def train(cfg: DictConfig) -> RunRecord:
     """Train one run and return its record; ``results.json`` says how it ended, whatever happened."""
     with RunSession(cfg) as run:
         run.record.torch_threads = set_torch_threads(cfg.get("torch_threads"))
+        run.record.tuning = tuning_record(cfg)  # a tuned study's values and where they came from
         L.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.data)
         module = build_module(cfg)
@@ -52,6 +54,7 @@ def train(cfg: DictConfig) -> RunRecord:
             trainer.fit(module, datamodule=datamodule, ckpt_path=run.ckpt_path)
         # The final weights' validation metrics (during fit the module logs them to the loggers only).
         trainer.validate(module, datamodule=datamodule, verbose=False)
-        final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val")}
+        # val*/ (or, in a tuning trial, tune*/) metrics
+        final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val", "tune"))}
         run.complete(callbacks, final)
     return run.record

@@ -3,8 +3,9 @@
 Writes comparison.md (also printed), comparison.csv, runs.csv, loss_curves.png and final_loss.png
 into the first folder (or ``--out``); where the runs declare a study (a ``study`` config node), the
 report leads with it (declared comparisons, gap closed, ranking check, floors) and also writes
-declared.png, declared.csv, gaps.csv and the cached floors (floors-<key>.json). Runs that logged the
-location-reliance measures (and whose folders hold an ``embedding_probe.json`` from
+declared.png, declared.csv, gaps.csv and the cached floors (floors-<key>.json); where they declare
+tuning, a tuning section (tuning.md/.csv, tuning_best_so_far.png, appended to comparison.md). Runs
+that logged the location-reliance measures (and whose folders hold an ``embedding_probe.json`` from
 scripts/probe_embeddings.py) also get reliance, robustness, prior and probe tables (docs/reliance.md).
 The logic lives in the package clay_exp.report, shared with the notebook; this is only its command
 line. A ``results.json`` that cannot be read is listed in the report with its parse error (and
@@ -32,6 +33,8 @@ from clay_exp.report import (
     write_report,
 )
 from clay_exp.report.reliance import attach_probe_metrics
+from clay_exp.report.tuning import tuning_from_folder, tuning_from_runs, tuning_markdown, write_tuning
+from clay_exp.tuning.plan import PLAN_FILE
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -122,7 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if run.status == UNREADABLE:
             print(f"warning: left out of the report, unreadable: {run.error}", file=sys.stderr)
     written = write_report(comparison, runs, out_dir)
-    print(to_markdown(comparison))
+    # the study's tuning, arm by arm (issue 18): from the runs' records, or a tuning folder itself
+    tuning = tuning_from_runs(runs) + [
+        s for d in args.dirs if (d / PLAN_FILE).is_file() for s in tuning_from_folder(d)
+    ]
+    written |= write_tuning(tuning, out_dir, append_to=written.get("comparison.md"))
+    print(to_markdown(comparison) + ("\n" + tuning_markdown(tuning) if tuning else ""))
     left_out = sum(len(s.not_averaged) for s in comparison.sections) + len(comparison.unreadable)
     if left_out:
         print(

@@ -61,3 +61,8 @@ def test_a_set_without_a_name_is_an_error():
 def test_val_sets_must_start_with_val(bad):
     with pytest.raises(ValueError, match=r"model\.val_sets="):
         module(val_sets=bad)
+
+
+def test_a_tuning_trial_selects_on_tune_and_logs_no_reported_set():
+    metrics = validate(module(val_sets=["tune", "tune_heldout"]), [loader(0), loader(1)])
+    assert set(metrics) == {"tune/loss", "tune_heldout/loss"}

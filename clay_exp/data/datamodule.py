@@ -54,7 +54,13 @@ class WorldDataModule(SplitDataModule):
         split: ``random`` or ``region`` (tiles at ``heldout_zoom`` held out of training, hashed with
             ``heldout_seed``, a ``heldout_fraction`` of them; see clay_exp.data.splits). With
             ``region`` the validation sets are ``val`` (seen regions) and ``val_heldout`` (unseen).
+        eval_sets: ``val`` (the reported sets) or ``tune`` (a tuning trial: ``tune``, new chips of
+            their own in the seen regions, and ``tune_heldout``; see clay_exp.data.splits).
+        tune_heldout_fraction: share of the held-out tiles set apart for ``tune_heldout``, which
+            ``val_heldout`` then never uses (0: none, every held-out tile validates, as before).
     """
+
+    serves_tune_sets = True
 
     def __init__(
         self,
@@ -71,6 +77,8 @@ class WorldDataModule(SplitDataModule):
         heldout_zoom: int = 3,
         heldout_fraction: float = 0.25,
         heldout_seed: int = 0,
+        eval_sets: str = "val",
+        tune_heldout_fraction: float = 0.0,
     ) -> None:
         super().__init__()
         self.init_split(
@@ -82,6 +90,8 @@ class WorldDataModule(SplitDataModule):
             heldout_zoom=heldout_zoom,
             heldout_fraction=heldout_fraction,
             heldout_seed=heldout_seed,
+            eval_sets=eval_sets,
+            tune_heldout_fraction=tune_heldout_fraction,
         )
         self.world = world
         self.bands, self.chip_size = bands, chip_size
@@ -93,7 +103,7 @@ class WorldDataModule(SplitDataModule):
         """The dataset of a set: ``train`` or one of `val_set_names`."""
         length = self.train_size if name == "train" else self.val_size
         kwargs = {"region": self.set_filter(name)} if self.region is not None else {}
-        split = "train" if name == "train" else "val"
+        split = "train" if name == "train" else "tune" if name.startswith("tune") else "val"
         return self.world(split=split, length=length, bands=self.bands, chip_size=self.chip_size, **kwargs)
 
     def setup(self, stage: str | None = None) -> None:

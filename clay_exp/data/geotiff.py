@@ -600,7 +600,11 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
         cache_dir: str | None = None,
         seed: int = 0,
         cache_max_age_days: float | None = None,
+        eval_sets: str = "val",
+        tune_heldout_fraction: float = 0.0,
     ) -> None:
+        # eval_sets=tune is refused (`SplitDataModule.serves_tune_sets`): random training footprints
+        # and grid validation chips come from the same rasters, with no chips held apart for tuning.
         self.init_split(
             batch_size=batch_size,
             train_size=train_size,
@@ -610,6 +614,8 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
             heldout_zoom=heldout_zoom,
             heldout_fraction=heldout_fraction,
             heldout_seed=heldout_seed,
+            eval_sets=eval_sets,
+            tune_heldout_fraction=tune_heldout_fraction,
         )
         if not 0 <= max_nodata_fraction <= 1:
             raise ValueError(f"data.max_nodata_fraction={max_nodata_fraction!r} must be in [0, 1]")

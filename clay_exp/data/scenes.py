@@ -298,6 +298,8 @@ class SceneDataModule(GeoTiffDataModule):
         seed: int = 0,
         grid_seed: int = 0,
         cache_max_age_days: float | None = None,
+        eval_sets: str = "val",
+        tune_heldout_fraction: float = 0.0,
     ) -> None:
         self.init_split(
             batch_size=batch_size,
@@ -308,6 +310,8 @@ class SceneDataModule(GeoTiffDataModule):
             heldout_zoom=heldout_zoom,
             heldout_fraction=heldout_fraction,
             heldout_seed=heldout_seed,
+            eval_sets=eval_sets,
+            tune_heldout_fraction=tune_heldout_fraction,
         )
         if not 0 <= max_nodata_fraction <= 1:
             raise ValueError(f"data.max_nodata_fraction={max_nodata_fraction!r} must be in [0, 1]")

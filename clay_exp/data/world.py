@@ -24,7 +24,8 @@ from clay_exp.data.splits import LocationFilter
 from clay_exp.hashing import hash_ints, hash_uniform
 from clay_exp.tiles import check_zoom, lonlat_to_tile
 
-SPLIT_OFFSETS = {"train": 0, "val": 2**40, "test": 2**41}
+#: Chip ids of each split start here (`GeneratedWorld.offset`): disjoint ranges of 2**40 ids.
+SPLIT_OFFSETS = {"train": 0, "val": 2**40, "test": 2**41, "tune": 3 * 2**40}
 LOCATION_CHOICES = ("sphere", "land", "sites")
 # Streams of per-chip randomness (any distinct constants; subclasses use others).
 _LAT, _LON, _NOISE = 11, 12, 14
@@ -49,7 +50,7 @@ class GeneratedWorld(Dataset):
 
     Args:
         length: chips in this split.
-        split: ``train``, ``val`` or ``test`` (disjoint chip ids of the same planet).
+        split: ``train``, ``val``, ``test`` or ``tune`` (disjoint chip ids of the same planet).
         bands, chip_size: chip shape (C, H = W).
         world_seed: fixes the world (content and locations).
         locations: ``sphere`` (uniform by area), ``land`` (uniform by area over land) or ``sites``:

@@ -8,13 +8,17 @@ Adding an encoding = one file here (a subclass implementing ``encode``) + one YA
 ``configs/encoding/`` whose ``_target_`` points at it. What an encoding needs beyond a location is
 declared on its class (`SpatialEncoding.inputs`, `requires_package`, `required_overrides`); the
 catalog (`clay_exp.catalog.unavailable_reason`) derives from these alone whether a training run,
-the probe or a benchmark can run it. This package imports neither Hydra nor `clay_exp.data`.
+the probe or a benchmark can run it. What a study may tune is declared there too
+(`SpatialEncoding.search_space`: `Knob` s named by their constructor arguments, read by
+`clay_exp.tuning`). This package imports neither Hydra nor `clay_exp.data`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -48,6 +52,85 @@ def check_coordinates(lat: Tensor, lon: Tensor) -> None:
         )
 
 
+#: How a knob's range is searched: ``log`` (log-uniform; rates, radii, frequencies), ``linear``
+#: (uniform) or ``choice`` (one of a list).
+KNOB_SCALES = ("log", "linear", "choice")
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One tunable setting of an encoding (or of the backbone): its range and how to search it.
+
+    ``Knob(low, high)`` is log-uniform, ``Knob(low, high, "linear")`` uniform, ``integer=True`` draws
+    whole numbers, ``Knob.choice(a, b, ...)`` one of a list. Declared on an encoding class under its
+    constructor argument's name (`SpatialEncoding.search_space`); a study may narrow, widen or fix it.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    scale: str = "log"
+    integer: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.scale not in KNOB_SCALES:
+            raise ValueError(f"knob scale={self.scale!r} is not one of {list(KNOB_SCALES)}")
+        if self.scale == "choice":
+            if not self.choices:
+                raise ValueError("a choice knob needs at least one value in `choices`")
+            return
+        if self.low is None or self.high is None or self.choices:
+            raise ValueError(f"a {self.scale} knob needs `low` and `high` (and no `choices`), got {self}")
+        low, high = float(self.low), float(self.high)
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"knob range [{self.low}, {self.high}] must be finite with low < high")
+        if self.scale == "log" and low <= 0:
+            raise ValueError(f"a log knob needs low > 0, got [{self.low}, {self.high}]")
+        if self.integer and (low != int(low) or high != int(high)):
+            raise ValueError(f"an integer knob needs whole-number bounds, got [{self.low}, {self.high}]")
+
+    @classmethod
+    def choice(cls, *values: Any) -> Knob:
+        return cls(scale="choice", choices=tuple(values))
+
+    def contains(self, value: Any) -> bool:
+        """Whether `value` lies in the range (or is one of the choices)."""
+        if self.scale == "choice":
+            return value in self.choices
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return False
+        if self.integer and number != int(number):
+            return False
+        return float(self.low) <= number <= float(self.high)  # type: ignore[arg-type]
+
+    def position(self, value: float) -> float:
+        """Where `value` sits in the range, 0 (low) to 1 (high), on the knob's own scale."""
+        if self.scale == "choice":
+            raise ValueError("a choice knob has no position in a range")
+        low, high, value = float(self.low), float(self.high), float(value)  # type: ignore[arg-type]
+        if self.scale == "log":
+            low, high, value = math.log(low), math.log(high), math.log(value)
+        return (value - low) / (high - low)
+
+    def describe(self) -> str:
+        """One line: ``log [0.0003, 0.01]``, ``int [5, 30]``, ``one of [8, 16, 32]``."""
+        if self.scale == "choice":
+            return f"one of {list(self.choices)}"
+        kind = ("int-log" if self.scale == "log" else "int") if self.integer else self.scale
+        return f"{kind} [{self.low:g}, {self.high:g}]"
+
+
+def _check_lr_scale(lr_scale: float) -> float:
+    if not (isinstance(lr_scale, int | float) and math.isfinite(lr_scale) and lr_scale > 0):
+        raise ValueError(
+            f"lr_scale={lr_scale!r} must be > 0: a finite factor on the backbone's learning rate "
+            "(encoding.lr_scale)"
+        )
+    return float(lr_scale)
+
+
 class SpatialEncoding(nn.Module):
     """Base class: ``forward(batch) -> (B, out_dim)``.
 
@@ -61,6 +144,14 @@ class SpatialEncoding(nn.Module):
       '.[<name>]'``) it imports, or None.
     * ``required_overrides``: the overrides a run needs for its batches to carry ``inputs``, e.g.
       ``("data=hierarchical_world",)`` for the oracle's ``latents``; empty when any world will do.
+    * ``search_space``: what a study may tune, `Knob` s under constructor argument names (a study
+      prefixes them ``encoding.``). The default tunes the encoding's own rate, ``lr_scale``; an
+      encoding without parameters declares ``{}`` (its arms tune the backbone's rate only).
+
+    ``lr_scale`` (a constructor argument of every encoding with parameters, default 1): its
+    parameters learn at ``lr_scale`` times the backbone's rate. The model's projection of the
+    encoding to its width is *not* scaled: a dense layer every chip trains at every step, it learns
+    at the backbone's rate (what the rate of a sparse table row must make up for does not apply).
     """
 
     inputs: ClassVar[tuple[str, ...]] = ("lat", "lon")
@@ -69,10 +160,12 @@ class SpatialEncoding(nn.Module):
     #: True when `encode` returns exactly Clay v1's location values ``[sin φ, cos φ, sin λ, cos λ]``
     #: (radians): ``injection=clay_v1`` then packs them unprojected (see clay_exp/models/injection.py).
     clay_v1_latlon: ClassVar[bool] = False
+    search_space: ClassVar[Mapping[str, Knob]] = {"lr_scale": Knob(0.1, 10.0)}
 
-    def __init__(self) -> None:
+    def __init__(self, lr_scale: float = 1.0) -> None:
         super().__init__()
         self.out_dim: int = 0
+        self.lr_scale = _check_lr_scale(lr_scale)
 
     def forward(self, batch: Mapping[str, Any]) -> Tensor:
         missing = [k for k in self.inputs if k not in batch]
@@ -92,11 +185,13 @@ class SpatialEncoding(nn.Module):
         """Optimizer parameter groups for this encoding's own parameters.
 
         Each dict has ``params`` and may carry ``name``, ``lr_scale`` (multiplies the base learning
-        rate) and ``weight_decay``. The default: one group, no weight decay (decoupled weight decay
-        would shrink every row of an embedding table at every step, including rows no chip used).
+        rate) and ``weight_decay``. The default: one group at the encoding's ``lr_scale``, no weight
+        decay (decoupled weight decay would shrink every row of an embedding table at every step,
+        including rows no chip used).
         """
         params = [p for p in self.parameters() if p.requires_grad]
-        return [{"name": "encoding", "params": params, "weight_decay": 0.0}] if params else []
+        group = {"name": "encoding", "params": params, "weight_decay": 0.0, "lr_scale": self.lr_scale}
+        return [group] if params else []
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Called by the LightningModule once the optimizer over `param_groups` exists.

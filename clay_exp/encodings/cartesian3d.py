@@ -15,8 +15,8 @@ from clay_exp.geometry import lonlat_to_unit
 class Cartesian3DEncoding(SpatialEncoding):
     """``(cos φ cos λ, cos φ sin λ, sin φ)``, then `num_layers` of MLP of width `hidden_dim`."""
 
-    def __init__(self, hidden_dim: int = 64, num_layers: int = 2) -> None:
-        super().__init__()
+    def __init__(self, hidden_dim: int = 64, num_layers: int = 2, lr_scale: float = 1.0) -> None:
+        super().__init__(lr_scale)
         self.net = mlp(3, hidden_dim, num_layers)
         self.out_dim = hidden_dim
 

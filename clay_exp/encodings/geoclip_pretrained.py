@@ -9,10 +9,13 @@ Frozen by default (``freeze: false`` fine-tunes it with the MAE). Needs the opti
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
-from clay_exp.encodings.base import SpatialEncoding
+from clay_exp.encodings.base import Knob, SpatialEncoding
 
 INSTALL_HINT = (
     "encoding=geoclip_pretrained needs the optional `geoclip` package (GeoCLIP's pretrained weights ship "
@@ -32,8 +35,12 @@ def load_geoclip_location_encoder() -> nn.Module:
 class GeoCLIPPretrainedEncoding(SpatialEncoding):
     requires_package = "geoclip"
 
-    def __init__(self, freeze: bool = True) -> None:
-        super().__init__()
+    #: Frozen by default (no parameters to tune); a study that fine-tunes it (freeze=false) declares
+    #: ``encoding.lr_scale`` in its own tuning space.
+    search_space: ClassVar[Mapping[str, Knob]] = {}
+
+    def __init__(self, freeze: bool = True, lr_scale: float = 1.0) -> None:
+        super().__init__(lr_scale)
         self.encoder = load_geoclip_location_encoder()
         self.freeze = bool(freeze)
         self.encoder.requires_grad_(not self.freeze)

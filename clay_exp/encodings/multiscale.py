@@ -7,12 +7,13 @@ Scale ``s`` of ``S`` has radius ``r_s = r_min · (r_max / r_min)^(s / (S − 1))
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from clay_exp.encodings.base import SpatialEncoding
+from clay_exp.encodings.base import Knob, SpatialEncoding
 from clay_exp.encodings.layers import feature_head
 
 
@@ -52,6 +53,8 @@ class PlaneWaveEncoding(SpatialEncoding):
     """
 
     directions: ClassVar[tuple[tuple[float, float], ...]]  # unit vectors (λ, φ components), per subclass
+    #: The finest radius (degrees) is Space2Vec's scale knob (its authors tune it per dataset).
+    search_space: ClassVar[Mapping[str, Knob]] = {"lr_scale": Knob(0.1, 10.0), "r_min": Knob(0.01, 10.0)}
 
     def __init__(
         self,
@@ -61,8 +64,9 @@ class PlaneWaveEncoding(SpatialEncoding):
         periodic: bool = True,
         hidden_dim: int = 128,
         num_layers: int = 1,
+        lr_scale: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(lr_scale)
         units = torch.tensor(self.directions, dtype=torch.float64)  # (D, 2): (λ, φ) components
         frequencies = 1.0 / geometric_radii(num_scales, r_min, r_max)  # (S,)
         coef_lon = (frequencies[:, None] * units[:, 0]).flatten()  # scale-major, then direction

@@ -15,12 +15,13 @@ GeoCLIP.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from clay_exp.encodings.base import SpatialEncoding
+from clay_exp.encodings.base import Knob, SpatialEncoding
 from clay_exp.encodings.layers import feature_head
 
 # Equal Earth (Šavrič, Patterson & Jenny, 2018) polynomial coefficients, and GeoCLIP's scale.
@@ -55,6 +56,10 @@ class FourierBranch(nn.Module):
 
 
 class RandomFourierFeaturesEncoding(SpatialEncoding):
+    #: σ sets the frequencies' scale (GeoCLIP's three: 2^0, 2^4, 2^8). ``multiscale`` reads `sigmas`
+    #: instead: a study tuning rff_multiscale restricts its space to lr_scale.
+    search_space: ClassVar[Mapping[str, Knob]] = {"lr_scale": Knob(0.1, 10.0), "sigma": Knob(1.0, 256.0)}
+
     def __init__(
         self,
         sigma: float = 16.0,
@@ -64,8 +69,9 @@ class RandomFourierFeaturesEncoding(SpatialEncoding):
         hidden_dim: int = 128,
         num_layers: int = 2,
         seed: int = 0,
+        lr_scale: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(lr_scale)
         scales = [float(s) for s in (sigmas if multiscale else [sigma])]
         if not scales or not all(math.isfinite(s) and s > 0 for s in scales):
             name = "sigmas" if multiscale else "sigma"

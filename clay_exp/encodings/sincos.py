@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
-from clay_exp.encodings.base import SpatialEncoding
+from clay_exp.encodings.base import Knob, SpatialEncoding
 
 
 class SinCosEncoding(SpatialEncoding):
@@ -15,6 +18,9 @@ class SinCosEncoding(SpatialEncoding):
     """
 
     clay_v1_latlon = True
+    search_space: ClassVar[
+        Mapping[str, Knob]
+    ] = {}  # no parameters: the projection learns with the backbone, whose rate is tuned
 
     def __init__(self) -> None:
         super().__init__()

@@ -19,10 +19,13 @@ scales stay exact). The default is the published form.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
-from clay_exp.encodings.base import SpatialEncoding
+from clay_exp.encodings.base import Knob, SpatialEncoding
 from clay_exp.encodings.layers import feature_head
 from clay_exp.encodings.multiscale import geometric_radii, whole_cycles
 
@@ -30,6 +33,9 @@ FEATURES_PER_SCALE = {"sphereC": 3, "sphereC+": 6, "sphereM": 5, "sphereM+": 8}
 
 
 class Sphere2VecEncoding(SpatialEncoding):
+    #: The finest radius (radians) is Sphere2Vec's scale knob (TorchSpatial grids it per dataset).
+    search_space: ClassVar[Mapping[str, Knob]] = {"lr_scale": Knob(0.1, 10.0), "r_min": Knob(1.0e-4, 0.1)}
+
     def __init__(
         self,
         variant: str = "sphereC+",
@@ -39,8 +45,9 @@ class Sphere2VecEncoding(SpatialEncoding):
         periodic: bool = False,
         hidden_dim: int = 128,
         num_layers: int = 1,
+        lr_scale: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(lr_scale)
         if variant not in FEATURES_PER_SCALE:
             raise ValueError(f"variant={variant!r} is not one of {list(FEATURES_PER_SCALE)}")
         frequencies = 1.0 / geometric_radii(num_scales, r_min, r_max)

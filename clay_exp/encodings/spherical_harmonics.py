@@ -24,11 +24,13 @@ layer, as the published SH+SIREN encoder).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from clay_exp.encodings.base import SpatialEncoding
+from clay_exp.encodings.base import Knob, SpatialEncoding
 from clay_exp.encodings.layers import mlp, siren
 
 HEAD_CHOICES = ("linear", "mlp", "siren")
@@ -37,6 +39,14 @@ HEAD_CHOICES = ("linear", "mlp", "siren")
 class SphericalHarmonicsEncoding(SpatialEncoding):
     """Real ``Y_l^m`` for ``0 <= l < degrees``, ordered by l then m = −l..l (column ``l² + l + m``)."""
 
+    #: Rußwurm et al. (2024) tune L, the SIREN and the rate per dataset: L sets the finest scale
+    #: (~20000 km / L), w0 the first layer's frequency; they interact with the rate.
+    search_space: ClassVar[Mapping[str, Knob]] = {
+        "lr_scale": Knob(0.1, 10.0),
+        "degrees": Knob(5, 30, "linear", integer=True),
+        "w0_initial": Knob(3.0, 60.0),
+    }
+
     def __init__(
         self,
         degrees: int = 10,
@@ -44,8 +54,9 @@ class SphericalHarmonicsEncoding(SpatialEncoding):
         hidden_dim: int = 128,
         num_layers: int = 2,
         w0_initial: float = 30.0,
+        lr_scale: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(lr_scale)
         if int(degrees) != degrees or degrees < 1:
             raise ValueError(f"degrees={degrees!r} must be an integer >= 1 (L: harmonics of degree l < L)")
         if head not in HEAD_CHOICES:

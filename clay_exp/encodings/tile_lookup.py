@@ -9,18 +9,29 @@ meridian as −180° and goes to column 0 (periodic); φ = 90° goes to the last
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from clay_exp.encodings.base import SpatialEncoding, check_coordinates
+from clay_exp.encodings.base import Knob, SpatialEncoding, check_coordinates
 
 
 class TileLookupEncoding(SpatialEncoding):
+    #: A row learns only from the chips in its cell: like the tile tables, it may need a rate far
+    #: above the backbone's.
+    search_space: ClassVar[Mapping[str, Knob]] = {"lr_scale": Knob(1.0, 1024.0)}
+
     def __init__(
-        self, cell_size_deg: float = 1.0, dim: int = 16, max_rows: int = 2**20, init_std: float = 0.02
+        self,
+        cell_size_deg: float = 1.0,
+        dim: int = 16,
+        max_rows: int = 2**20,
+        init_std: float = 0.02,
+        lr_scale: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(lr_scale)
         if not (math.isfinite(cell_size_deg) and 0 < cell_size_deg <= 180):
             raise ValueError(f"cell_size_deg={cell_size_deg!r} must be in (0, 180] degrees")
         if int(dim) < 1:

@@ -18,8 +18,8 @@ from clay_exp.encodings.layers import mlp
 class WrapEncoding(SpatialEncoding):
     """Four wrapped coordinates, then `num_layers` of MLP of width `hidden_dim`."""
 
-    def __init__(self, hidden_dim: int = 64, num_layers: int = 2) -> None:
-        super().__init__()
+    def __init__(self, hidden_dim: int = 64, num_layers: int = 2, lr_scale: float = 1.0) -> None:
+        super().__init__(lr_scale)
         self.net = mlp(4, hidden_dim, num_layers)
         self.out_dim = hidden_dim
 

@@ -16,8 +16,10 @@ class XYZTileEncoding(SpatialEncoding):
     Tiles follow mercantile (see `clay_exp.tiles`); latitudes beyond ±85.0511° are clamped (logged once).
     """
 
-    def __init__(self, zoom: int = 10, hidden_dim: int = 64, num_layers: int = 2) -> None:
-        super().__init__()
+    def __init__(
+        self, zoom: int = 10, hidden_dim: int = 64, num_layers: int = 2, lr_scale: float = 1.0
+    ) -> None:
+        super().__init__(lr_scale)
         self.zoom = check_zoom(zoom)
         self.out_dim = hidden_dim
         self.net = mlp(3, hidden_dim, num_layers)

@@ -40,6 +40,7 @@ IGNORED_CONFIG = (
     "resume",
     "torch_threads",
     "trainer.default_root_dir",
+    "tuning_source",  # where a tuned arm's values came from (the values themselves do count)
 )
 
 

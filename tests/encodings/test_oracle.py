@@ -114,3 +114,48 @@ def test_oracle_beats_none_after_a_short_seeded_run(one_thread):
         with torch.no_grad():
             losses[encoding] = float(module(val, generator=torch.Generator().manual_seed(0)))
     assert losses["oracle"] < losses["none"] - 0.05, losses
+
+
+def three_level_oracle(*overrides: str):
+    cfg = compose_config(
+        [
+            "encoding=oracle",
+            WORLD,
+            "data.world.levels=[0,3,6]",
+            "data.world.level_shares=[0.3,0.3,0.3]",
+            *overrides,
+        ]
+    )
+    world = HierarchicalWorld(length=256, chip_size=16, levels=[0, 3, 6], level_shares=[0.3, 0.3, 0.3])
+    return instantiate(cfg.encoding), world[list(range(256))]
+
+
+def test_oracle_coarse_knows_every_level_but_the_finest():
+    enc, batch = three_level_oracle("++encoding.known=coarse")
+    out = enc(batch).view(256, 3, FACTORS_PER_LEVEL)
+    truth = batch["latents"].view(256, 3, FACTORS_PER_LEVEL)
+    assert torch.equal(out[:, :2], truth[:, :2]) and not out[:, 2].any()
+    enc.train()
+    assert not enc(batch).view(256, 3, -1)[:, 2].any()  # never, in training either
+
+
+def test_level_dropout_zeroes_a_share_of_training_chips_at_that_level_only():
+    enc, batch = three_level_oracle("++encoding.level_dropout=[0.0,0.0,0.5]")
+    truth = batch["latents"].view(256, 3, FACTORS_PER_LEVEL)
+    enc.train()
+    torch.manual_seed(0)
+    out = enc(batch).view(256, 3, FACTORS_PER_LEVEL)
+    dropped = ~out[:, 2].any(dim=1)
+    assert torch.equal(out[:, :2], truth[:, :2])
+    assert 0.35 < float(dropped.double().mean()) < 0.65  # 128 expected, sd 8
+    assert torch.equal(out[~dropped, 2], truth[~dropped, 2])
+    enc.eval()
+    assert torch.equal(enc(batch), batch["latents"])  # evaluation never drops
+    with pytest.raises(InstantiationException, match=r"level_dropout=\[0.5, 0.5\] must be a probability"):
+        three_level_oracle("++encoding.level_dropout=[0.5,0.5]")
+
+
+def test_the_oracle_seen_arm_is_trained_with_its_fine_level_dropped(tmp_path):
+    cfg = compose_config(["experiment=study_known_answer", "arm=oracle_seen", "~tuned"], tmp_path)
+    assert instantiate(cfg.encoding).level_dropout == [0.0, 0.0, 0.2]
+    assert instantiate(compose_config(["encoding=oracle_seen", WORLD]).encoding).level_dropout == [0.0] * 4
