@@ -30,8 +30,11 @@ CHECKPOINT_DIR = "checkpoints"
 #: Written every `callbacks.last_checkpoint.every_n_train_steps` steps at a batch end, the point at
 #: which Lightning's loops restart consistently (step counters, scheduler, logging steps).
 LAST_CHECKPOINT = "last.ckpt"
-#: Config keys that may differ between a run and its continuation.
-RESUMABLE_CHANGES = ("paths", "resume", "ckpt_path", "callbacks", "trainer.max_epochs", "trainer.max_steps")
+#: Config keys that may differ between a run and its continuation (``speed``: the same numbers either
+#: way, and runs recorded before it existed have none).
+RESUMABLE_CHANGES = (
+    "paths", "resume", "ckpt_path", "callbacks", "trainer.max_epochs", "trainer.max_steps", "speed"
+)  # fmt: skip
 
 
 def _is_off(value: Any) -> bool:

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from clay_exp.results import RunRecord
 from clay_exp.session import RunSession, instantiate_group
+from clay_exp.speed import Speed, apply_to_datamodule
 
 #: torch's own choice for this process (all cores, or OMP_NUM_THREADS as a parallel launcher sets it).
 DEFAULT_TORCH_THREADS = torch.get_num_threads()
@@ -29,8 +30,11 @@ def set_torch_threads(threads: int | None) -> int:
 
 
 def build_module(cfg: DictConfig) -> L.LightningModule:
-    """The LightningModule with its encoding; the MAE wrapped in torch.compile when ``compile=true``."""
-    module = instantiate(cfg.model, encoding=instantiate(cfg.encoding))
+    """The LightningModule with its encoding and the run's speed settings; the MAE wrapped in
+    torch.compile when ``compile=true``."""
+    speed = Speed.from_config(cfg.get("speed"))
+    extra = {"foreach_optimizer": True} if speed.foreach_optimizer else {}
+    module = instantiate(cfg.model, encoding=instantiate(cfg.encoding), **extra)
     if cfg.get("compile"):
         module.model = torch.compile(module.model)
     return module
@@ -42,6 +46,7 @@ def train(cfg: DictConfig) -> RunRecord:
         run.record.torch_threads = set_torch_threads(cfg.get("torch_threads"))
         L.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.data)
+        apply_to_datamodule(Speed.from_config(cfg.get("speed")), datamodule)
         module = build_module(cfg)
         callbacks = instantiate_group(cfg.get("callbacks"))
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=run.make_loggers() or False)

@@ -39,6 +39,7 @@ IGNORED_CONFIG = (
     "resume",
     "torch_threads",
     "trainer.default_root_dir",
+    "speed",  # how a run spent its CPU, not what it computed (clay_exp/speed.py)
 )
 
 
