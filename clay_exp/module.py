@@ -57,9 +57,9 @@ class MAELightningModule(L.LightningModule):
             selects the best model); a set the data does not serve (``val_heldout`` under
             ``data.split=random``) is simply never logged. The names come in through the config,
             not from the datamodule: nothing here reads back up the data flow.
-        foreach_optimizer: give every parameter group that names no kernel the optimizer's
-            multi-tensor (``foreach``) kernels: bitwise the same steps, without a Python loop over
-            the tensors (``speed.foreach_optimizer``, clay_exp.speed).
+        fused_optimizer: give every parameter group that names no kernel the optimizer's fused
+            kernel (``speed.fused_optimizer``, clay_exp.speed): ~3x faster steps on a CPU, equal to
+            the default loop up to float rounding.
     """
 
     def __init__(
@@ -71,7 +71,7 @@ class MAELightningModule(L.LightningModule):
         warmup_fraction: float = 0.05,
         min_lr_ratio: float = 0.01,
         val_sets: Sequence[str] = ("val", "val_heldout"),
-        foreach_optimizer: bool = False,
+        fused_optimizer: bool = False,
     ) -> None:
         super().__init__()
         if scheduler not in SCHEDULER_CHOICES:
@@ -161,8 +161,8 @@ class MAELightningModule(L.LightningModule):
             {"name": "backbone_no_decay", "params": no_decay, "weight_decay": 0.0},
         ]
         groups += self.encoding.param_groups()
-        if self.hparams.get("foreach_optimizer"):
-            groups = [g if "fused" in g or "foreach" in g else {**g, "foreach": True} for g in groups]
+        if self.hparams.get("fused_optimizer"):
+            groups = [g if "fused" in g or "foreach" in g else {**g, "fused": True} for g in groups]
         return [g for g in groups if g["params"]]
 
     def configure_optimizers(self) -> dict[str, Any]:

@@ -7,6 +7,9 @@ folder's lock, resume, the record, signals, exit codes) is `clay_exp.session.Run
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import lightning as L
 import torch
 from hydra.utils import instantiate
@@ -31,11 +34,14 @@ def set_torch_threads(threads: int | None) -> int:
 
 def build_module(cfg: DictConfig) -> L.LightningModule:
     """The LightningModule with its encoding and the run's speed settings; the MAE wrapped in
-    torch.compile when ``compile=true``."""
+    torch.compile when ``compile=true``, its caches in ``paths.compile_cache``."""
     speed = Speed.from_config(cfg.get("speed"))
-    extra = {"foreach_optimizer": True} if speed.foreach_optimizer else {}
+    extra = {"fused_optimizer": True} if speed.fused_optimizer else {}
     module = instantiate(cfg.model, encoding=instantiate(cfg.encoding), **extra)
     if cfg.get("compile"):
+        cache = cfg.paths.get("compile_cache")
+        if cache:  # inductor reads it when it compiles; a TORCHINDUCTOR_CACHE_DIR set by the user wins
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(cache).expanduser().resolve()))
         module.model = torch.compile(module.model)
     return module
 

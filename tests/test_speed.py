@@ -87,7 +87,7 @@ def test_speed_settings_are_read_and_checked():
     apply_to_datamodule(Speed(render_once_mb=8), object())  # a datamodule without worlds: left alone
 
 
-def test_foreach_optimizer_takes_bitwise_the_same_steps(make_cfg):
+def test_fused_optimizer_takes_the_same_steps_up_to_rounding(make_cfg):
     cfg = make_cfg([*STUDY, *TINY])
     dm = instantiate(cfg.data)
     dm.setup("fit")
@@ -95,26 +95,29 @@ def test_foreach_optimizer_takes_bitwise_the_same_steps(make_cfg):
     torch.manual_seed(0)
     plain = build_module(cfg)
     fast = copy.deepcopy(plain)
-    fast.hparams.foreach_optimizer = True
+    fast.hparams.fused_optimizer = True
     groups = {g["name"]: g for g in fast.param_groups()}
-    assert groups["backbone"]["foreach"] and groups["encoding/z06"]["fused"]  # a group's own kernel stays
-    assert "foreach" not in groups["encoding/z06"]
+    assert groups["backbone"]["fused"] and groups["backbone_no_decay"]["fused"]
+    assert all("fused" not in g for g in plain.param_groups() if g["name"].startswith("backbone"))
     for module in (plain, fast):
         optimizer = make_optimizer(module)
-        for step, batch in enumerate(data * 2):
+        for step, batch in enumerate(data):
             torch.manual_seed(step)  # the same masks for both
             module(batch).backward()
-            torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad()
-    for (name, a), b in zip(plain.named_parameters(), fast.parameters(), strict=True):
-        assert torch.equal(a, b), name
+    # apart only by rounding (carried through 4 steps): well below one step's size (Adam: ~lr = 1.5e-3)
+    diffs = [float((a - b).abs().max()) for a, b in zip(plain.parameters(), fast.parameters(), strict=True)]
+    assert 0 < max(diffs) < 3e-4
 
 
-def test_a_short_study_run_gives_the_same_numbers_on_both_paths(make_cfg, tmp_path):
+def test_a_short_study_run_gives_the_same_numbers_on_every_path(make_cfg, tmp_path):
     overrides = [*STUDY, *TINY, "data.batch_size=32", "data.train_size=128", "trainer.max_steps=8"]
-    runs = {s: train(make_cfg([*overrides, f"speed={s}"], tmp_path / s)) for s in ("eager", "default")}
+    paths = ("eager", "default", "fast")
+    runs = {s: train(make_cfg([*overrides, f"speed={s}"], tmp_path / s)) for s in paths}
     for speed, run in runs.items():
         assert run.status == "completed" and run.config["speed"]["name"] == speed
-    for key in ("val/loss", "val_heldout/loss"):  # equal in fact; the tolerance covers other CPUs
-        assert runs["default"].final[key] == pytest.approx(runs["eager"].final[key], rel=1e-6, abs=0)
+    for key in ("val/loss", "val_heldout/loss"):
+        eager = runs["eager"].final[key]
+        assert runs["default"].final[key] == pytest.approx(eager, rel=1e-6, abs=0)  # bitwise here
+        assert runs["fast"].final[key] == pytest.approx(eager, rel=1e-4, abs=0)  # rounding, 8 steps on
