@@ -22,6 +22,8 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from torch.profiler import ProfilerActivity, profile
 
+from clay_exp.benchmarking import write_json
+
 #: A step's phases, as Lightning's hooks delimit them: ``forward`` from the batch's start to the
 #: backward (zero_grad, training_step, its logging), ``backward``, ``optimizer`` from the end of the
 #: backward to the batch's end (clipping, the optimizer step, batch-end hooks), ``validation`` (the
@@ -38,13 +40,17 @@ class StepWindow(Callback):
 
     Results go to `LAST_WINDOW`: ``wall_s``, ``steps`` (optimizer steps inside the window),
     ``phases_s`` (seconds per `PHASES` entry, summing to ``wall_s``) and, when profiling,
-    ``profile`` (the ``torch.profiler.profile`` object, already stopped).
+    ``profile`` (the ``torch.profiler.profile`` object, already stopped); with `out`, the same
+    numbers (not the profile) are also written to that JSON file, for a run in another process.
     """
 
-    def __init__(self, start: int = 64, steps: int = 64, profile: bool = False) -> None:
+    def __init__(
+        self, start: int = 64, steps: int = 64, profile: bool = False, out: str | None = None
+    ) -> None:
         if int(start) < 0 or int(steps) < 1:
             raise ValueError(f"start={start!r} must be >= 0 and steps={steps!r} >= 1")
         self.start, self.steps, self.profile = int(start), int(steps), bool(profile)
+        self.out = out
         self._opened_at: float | None = None
         self._opened_step = 0
         self._profiler: profile | None = None
@@ -81,6 +87,8 @@ class StepWindow(Callback):
             wall_s=wall, steps=step - self._opened_step, phases_s=phases, profile=self._profiler
         )
         self._profiler = None
+        if self.out:
+            write_json(self.out, {k: v for k, v in LAST_WINDOW.items() if k != "profile"})
 
     def _in_window(self, phase: str) -> None:
         if self._opened_at is not None:

@@ -4,9 +4,9 @@
 is the plain path every run took before issue 22 (every batch rendered when asked for), kept so
 that anyone can compare the two in one command and fall back where a platform misbehaves;
 ``speed=fast`` adds what changes the numbers at the level of float rounding (the optimizer's fused
-kernel: the same update, another order of operations), which training then carries forward, so a
-run's losses differ from the other paths in the 4th-5th digit, within the seeds' paired interval
-(`scripts/benchmark_study.py` checks it). What each setting does, and what it was measured to
+kernel: the same update, another order of operations), which training carries forward, so a run's
+losses can differ from the other paths in their last digits (within the seeds' paired interval:
+`scripts/benchmark_study.py` checks it). What each setting does, and what it was measured to
 save, is in docs/benchmarks.md. A config without a ``speed`` node (runs recorded before it
 existed) reads as ``eager``.
 """
