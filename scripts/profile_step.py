@@ -1,11 +1,12 @@
 """Where one study step's time goes: whole steps of a real run against the model's own step, and
 the ops that take the time (torch.profiler), for one or several variants of the config.
 
-    python scripts/profile_step.py                                  # the study step, 1 thread
-    python scripts/profile_step.py --variants speed=eager speed=default --rounds 3
-    python scripts/profile_step.py experiment=study_known_answer arm=xyz --threads 2 --top 30
+    python scripts/profile_step.py                   # the study step, speed=eager vs speed=default, 1 thread
+    python scripts/profile_step.py --variants speed=eager speed=default speed=fast --rounds 3
+    python scripts/profile_step.py experiment=study_known_answer arm=xyz --threads 2 --top 30 --variants ""
 
-Each variant (a space-free list of extra overrides joined by commas; ``""`` = the config as it is)
+Each variant (a space-free list of extra overrides joined by commas, ``speed=eager`` and
+``speed=default`` unless told; ``""`` = the config as it is)
 trains ``--start + --steps`` steps of the configured run (by default `experiment=study_known_answer
 arm=hierarchical`: mae_tiny on hierarchical_world 2x16x16, batch 64, mask 0.875, its loggers and
 callbacks) through `clay_exp.train.train`, exactly as ``train.py`` does, and clocks the steps
@@ -205,7 +206,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("overrides", nargs="*", default=DEFAULT_OVERRIDES, help="Hydra overrides of the run")
-    parser.add_argument("--variants", nargs="+", default=[""], help="extra overrides per variant (a,b,c)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["speed=eager", "speed=default"],
+        help="extra overrides per variant (a,b,c)",
+    )
     parser.add_argument("--start", type=int, default=64, help="first clocked step (64: one study epoch in)")
     parser.add_argument("--steps", type=int, default=64, help="clocked steps (64: one study epoch)")
     parser.add_argument("--model-steps", type=int, default=30, help="timed plain model steps per round")
