@@ -5,6 +5,7 @@ run."""
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 import torch
@@ -121,3 +122,14 @@ def test_a_short_study_run_gives_the_same_numbers_on_every_path(make_cfg, tmp_pa
         eager = runs["eager"].final[key]
         assert runs["default"].final[key] == pytest.approx(eager, rel=1e-6, abs=0)  # bitwise here
         assert runs["fast"].final[key] == pytest.approx(eager, rel=1e-4, abs=0)  # rounding, 8 steps on
+
+
+def test_compile_keeps_its_caches_beside_the_logs(make_cfg, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "unset below; restored after the test")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    assert make_cfg().paths.compile_cache == "./compile_cache"  # beside ./logs
+    build_module(make_cfg(["compile=true", f"paths.compile_cache={tmp_path / 'cache'}"]))
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str((tmp_path / "cache").resolve())
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # a user's own choice wins
+    build_module(make_cfg(["compile=true", f"paths.compile_cache={tmp_path / 'cache'}"]))
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
