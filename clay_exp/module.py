@@ -74,6 +74,9 @@ class MAELightningModule(L.LightningModule):
             up the data flow.
         missing_location: ``error`` (a NaN ``lat``/``lon`` stops the run, the default) or ``allow``
             (a chip with a NaN coordinate has no location: the injection's ``missing`` path).
+        fused_optimizer: give every parameter group that names no kernel the optimizer's fused
+            kernel (``speed.fused_optimizer``, clay_exp.speed): ~3x faster steps on a CPU, equal to
+            the default loop up to float rounding.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class MAELightningModule(L.LightningModule):
         min_lr_ratio: float = 0.01,
         val_sets: Sequence[str] = ("val", "val_heldout"),
         missing_location: str = "error",
+        fused_optimizer: bool = False,
     ) -> None:
         super().__init__()
         if scheduler not in SCHEDULER_CHOICES:
@@ -144,7 +148,7 @@ class MAELightningModule(L.LightningModule):
                 f"non-finite training loss ({float(loss)}) at step {self.global_step} (batch {batch_idx} of "
                 f"epoch {self.current_epoch}): check the data for NaN/inf pixels and the learning rate"
             )
-        self.train_loss(loss.detach())
+        self.train_loss.update(loss.detach())  # not forward(): that also computes a batch value, unused
         bs = batch["image"].shape[0]
         self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
         return loss
@@ -201,6 +205,8 @@ class MAELightningModule(L.LightningModule):
             {"name": "backbone_no_decay", "params": no_decay, "weight_decay": 0.0},
         ]
         groups += self.encoding.param_groups()
+        if self.hparams.get("fused_optimizer"):
+            groups = [g if "fused" in g or "foreach" in g else {**g, "fused": True} for g in groups]
         return [g for g in groups if g["params"]]
 
     def configure_optimizers(self) -> dict[str, Any]:

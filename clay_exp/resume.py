@@ -41,10 +41,11 @@ CHECKPOINT_DIR = "checkpoints"
 #: Written every `callbacks.last_checkpoint.every_n_train_steps` steps at a batch end, the point at
 #: which Lightning's loops restart consistently (step counters, scheduler, logging steps).
 LAST_CHECKPOINT = "last.ckpt"
-#: Config keys that may differ between a run and its continuation.
+#: Config keys that may differ between a run and its continuation (``speed``: the same numbers either
+#: way, and runs recorded before it existed have none).
 RESUMABLE_CHANGES = (
     "paths", "resume", "resume_force", "ckpt_path", "callbacks", "trainer.max_epochs", "trainer.max_steps",
-    "data.cache_max_age_days",
+    "data.cache_max_age_days", "speed",
 )  # fmt: skip
 #: A folder name made of letters, digits, '.', '_' and '-', not starting with a dot (no '..', no '/').
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")

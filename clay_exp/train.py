@@ -7,6 +7,9 @@ folder's lock, resume, the record, signals, exit codes) is `clay_exp.session.Run
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import lightning as L
 import torch
 from hydra.utils import instantiate
@@ -14,6 +17,7 @@ from omegaconf import DictConfig
 
 from clay_exp.results import RunRecord
 from clay_exp.session import RunSession, instantiate_group
+from clay_exp.speed import Speed, apply_to_datamodule
 from clay_exp.tuning.record import tuning_record
 
 #: torch's own choice for this process (all cores, or OMP_NUM_THREADS as a parallel launcher sets it).
@@ -30,9 +34,15 @@ def set_torch_threads(threads: int | None) -> int:
 
 
 def build_module(cfg: DictConfig) -> L.LightningModule:
-    """The LightningModule with its encoding; the MAE wrapped in torch.compile when ``compile=true``."""
-    module = instantiate(cfg.model, encoding=instantiate(cfg.encoding))
+    """The LightningModule with its encoding and the run's speed settings; the MAE wrapped in
+    torch.compile when ``compile=true``, its caches in ``paths.compile_cache``."""
+    speed = Speed.from_config(cfg.get("speed"))
+    extra = {"fused_optimizer": True} if speed.fused_optimizer else {}
+    module = instantiate(cfg.model, encoding=instantiate(cfg.encoding), **extra)
     if cfg.get("compile"):
+        cache = cfg.paths.get("compile_cache")
+        if cache:  # inductor reads it when it compiles; a TORCHINDUCTOR_CACHE_DIR set by the user wins
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(cache).expanduser().resolve()))
         module.model = torch.compile(module.model)
     return module
 
@@ -44,6 +54,7 @@ def train(cfg: DictConfig) -> RunRecord:
         run.record.tuning = tuning_record(cfg)  # a tuned study's values and where they came from
         L.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.data)
+        apply_to_datamodule(Speed.from_config(cfg.get("speed")), datamodule)
         module = build_module(cfg)
         callbacks = instantiate_group(cfg.get("callbacks"))
         trainer = instantiate(

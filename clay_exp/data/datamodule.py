@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 from clay_exp.data.base import SplitDataModule
+
+log = logging.getLogger(__name__)
 
 
 def passthrough_collate(batch: dict[str, Any]) -> dict[str, Any]:
@@ -36,6 +40,49 @@ class EpochShuffleSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.length
+
+
+class RenderedChips(Dataset):
+    """Every chip of a world's set, rendered once and kept: batches are rows of stored tensors.
+
+    A generated world's chip is a pure function of its id (clay_exp.data.world), so a finite set
+    (``train_size`` or ``val_size`` chips, the same every epoch) can be rendered once per process
+    instead of once per epoch. The set is rendered in consecutive batches of `chunk` chips, as a
+    sequential loader of that batch size asks for them: a validation batch is then bitwise the
+    batch the world renders, and so is a full shuffled training batch (the world's vectorised
+    float maths gives a chip the same value in any batch whose size is a multiple of the SIMD width).
+    """
+
+    def __init__(self, tensors: dict[str, Tensor]) -> None:
+        lengths = {len(v) for v in tensors.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"rendered tensors must share their first dimension, got {sorted(lengths)}")
+        self.tensors = tensors
+        self.length = lengths.pop()
+
+    @classmethod
+    def render(cls, world: Dataset, chunk: int, max_mb: float) -> RenderedChips | None:
+        """`world`'s chips rendered in batches of `chunk`, or None (nothing kept) when they would take
+        more than `max_mb` MiB: the size is judged from the first batch, before the rest is rendered."""
+        n = len(world)
+        first = world.__getitems__(list(range(min(chunk, n))))
+        mb = sum(v.element_size() * v[0].numel() for v in first.values()) * n / 2**20
+        if mb > max_mb:
+            log.info("%d chips would take %.0f MiB > %.0f MiB: rendered per batch instead", n, mb, max_mb)
+            return None
+        rest = [world.__getitems__(list(range(i, min(i + chunk, n)))) for i in range(chunk, n, chunk)]
+        parts = [first, *rest]
+        return cls({k: torch.cat([p[k] for p in parts]) for k in first})
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitems__(self, indices: list[int]) -> dict[str, Tensor]:
+        idx = torch.as_tensor(indices, dtype=torch.int64)
+        return {k: v[idx] for k, v in self.tensors.items()}
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return {k: v[index] for k, v in self.tensors.items()}
 
 
 class WorldDataModule(SplitDataModule):
@@ -98,6 +145,17 @@ class WorldDataModule(SplitDataModule):
         self.batch_size, self.train_size = batch_size, train_size
         self.num_workers, self.pin_memory, self.shuffle_seed = num_workers, pin_memory, shuffle_seed
         self.datasets: dict[str, Dataset] = {}
+        #: Sets served from chips rendered once (`render_once`); the others are rendered per batch.
+        self.rendered: dict[str, RenderedChips] = {}
+        self.render_once_mb = 0.0
+
+    def render_once(self, max_mb: float) -> None:
+        """Render each set's chips once, in `setup`, and serve batches from them, for every set that
+        fits in `max_mb` MiB (0: off, every batch rendered when asked for). The speed setting
+        ``speed.render_once_mb`` (clay_exp.speed) calls this."""
+        if not max_mb >= 0:
+            raise ValueError(f"speed.render_once_mb={max_mb!r} must be >= 0 (0: render every batch)")
+        self.render_once_mb = float(max_mb)
 
     def make_dataset(self, name: str) -> Dataset:
         """The dataset of a set: ``train`` or one of `val_set_names`."""
@@ -117,9 +175,15 @@ class WorldDataModule(SplitDataModule):
             lat, lon = train.locations(torch.arange(len(train)) + train.offset)
             for dataset in self.datasets.values():
                 dataset.observe_training(lat, lon)
+        if self.render_once_mb > 0:  # after observe_training: what a chip carries is final
+            for name, dataset in self.datasets.items():
+                if name not in self.rendered:
+                    rendered = RenderedChips.render(dataset, self.batch_size, self.render_once_mb)
+                    if rendered is not None:
+                        self.rendered[name] = rendered
 
     def set_dataloader(self, name: str) -> DataLoader:
-        dataset = self.datasets[name]
+        dataset = self.rendered[name] if name in self.rendered else self.datasets[name]
         shuffle = name == "train"
         # Auto-batching over a sampler, so Lightning can wrap it in a DistributedSampler under DDP;
         # the world's `__getitems__` receives a batch's indices and generates it in one call.

@@ -41,6 +41,7 @@ IGNORED_CONFIG = (
     "torch_threads",
     "trainer.default_root_dir",
     "tuning_source",  # where a tuned arm's values came from (the values themselves do count)
+    "speed",  # how a run spent its CPU, not what it computed (clay_exp/speed.py)
 )
 
 
