@@ -8,7 +8,7 @@ e.g. per-level rates of the hierarchical tile embeddings).
 Batch keys: ``image`` ``(B, C, H, W)``, whatever the encoding reads (``lat``, ``lon`` in degrees, ...),
 and optionally ``time``: a float ``(B, 4)`` tensor ``[sin w, cos w, sin h, cos h]`` with
 ``w = 2π · isoweek / 52`` and ``h = 2π · hour / 24`` (Clay v1's time features,
-`clay_exp.models.injection.clay_v1_time`), passed to the MAE as is; ``injection=clay_v1`` packs it
+`clay_exp.data.time.clay_v1_time`), passed to the MAE as is; ``injection=clay_v1`` packs it
 next to the location, the other injections ignore it, and without it those 4 dims are zeros.
 
 A chip's location may be missing: ``location_known`` (optional, bool ``(B,)``) marks the chips whose

@@ -67,7 +67,7 @@ from clay_exp.data.base import SplitDataModule
 from clay_exp.data.chip_cache import CachedChips, ChipCache, file_fingerprints
 from clay_exp.data.datamodule import EpochShuffleSampler, passthrough_collate
 from clay_exp.data.splits import LocationFilter
-from clay_exp.models.injection import clay_v1_time
+from clay_exp.data.time import clay_v1_time
 
 log = logging.getLogger(__name__)
 # rasterio.merge logs at INFO for every source a chip only touches: noise in every run's log.

@@ -55,7 +55,7 @@ from clay_exp.data.geotiff import (
     make_chip_makers,
 )
 from clay_exp.data.scene_files import L8_BANDS, SCENES, check_names, require_scenes
-from clay_exp.models.injection import CLAY_V1_TIME_DIMS
+from clay_exp.data.time import CLAY_V1_TIME_DIMS
 from clay_exp.tiles import MAX_ZOOM
 
 #: A footprint in one of several scenes: (scene index, TorchGeo query in that scene's CRS).

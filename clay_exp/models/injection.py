@@ -97,7 +97,8 @@ Where clay-exp differs from Clay v1, on purpose:
 
 Batch contract for ``time`` (optional): a float tensor ``(B, 4)``,
 ``[sin w, cos w, sin h, cos h]`` with ``w = 2π · isoweek / 52`` and ``h = 2π · hour / 24``
-(`clay_v1_time` computes it). Only ``clay_v1`` reads it; without it the 4 time dims are zeros.
+(`clay_exp.data.time`, where the data makes it). Only ``clay_v1`` reads it; without it the 4 time
+dims are zeros.
 
 How the model knows to pass the location "as is": the encoding says so. `SpatialEncoding` has a
 class flag ``clay_v1_latlon`` (true for ``sincos`` only: its output *is* Clay's 4 values), which the
@@ -110,7 +111,6 @@ they are sin/cos of latitude and longitude); the backbone still knows nothing of
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar, NamedTuple
 
 import torch
@@ -118,23 +118,14 @@ import torch.nn.functional as F
 from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from torch import Tensor, nn
 
+from clay_exp.data.time import CLAY_V1_TIME_DIMS
+
 LOCATION_PROJECTION_CHOICES = ("auto", "linear", "identity")
 #: What a chip whose location is missing gets (module docstring, "A chip without a location").
 MISSING_CHOICES = ("zero", "token", "skip")
-#: The dims Clay v1 reserves at the end of the position encoding: time (4) then location (4).
-CLAY_V1_TIME_DIMS = 4
+#: The dims Clay v1 reserves at the end of the position encoding: time (4, `CLAY_V1_TIME_DIMS`) then
+#: location (4).
 CLAY_V1_LOCATION_DIMS = 4
-
-
-def clay_v1_time(week: Tensor, hour: Tensor) -> Tensor:
-    """Clay v1's time features ``(B, 4)``: ``[sin w, cos w, sin h, cos h]``.
-
-    ``w = 2π · week / 52`` (ISO week of year, 1..53) and ``h = 2π · hour / 24`` (hour of day, 0..23;
-    Clay takes 12 for a date without a time), as ``normalize_timestamp`` in Clay's chipping code.
-    """
-    w = week.double() * (2 * math.pi / 52)
-    h = hour.double() * (2 * math.pi / 24)
-    return torch.stack([w.sin(), w.cos(), h.sin(), h.cos()], dim=-1).float()
 
 
 def sincos_positions(grid: int, dim: int, what: str) -> Tensor:

@@ -13,7 +13,7 @@ encoding) no location parameters exist.
 
 Inputs of `forward`: ``images`` ``(B, C, H, W)``; ``location`` ``(B, location_dim)`` or None;
 ``time`` (optional) ``(B, 4)`` float = ``[sin w, cos w, sin h, cos h]``, ``w = 2π · isoweek / 52``,
-``h = 2π · hour / 24`` (Clay v1's time features, `clay_exp.models.injection.clay_v1_time`), read by
+``h = 2π · hour / 24`` (Clay v1's time features, `clay_exp.data.time.clay_v1_time`), read by
 ``clay_v1`` only (zeros when absent); ``generator`` for the masks (and the location dropout);
 ``location_known`` (optional) ``(B,)`` bool: the chips whose location is known, the others take the
 injection's ``missing`` path (`clay_exp.models.injection`, "A chip without a location").

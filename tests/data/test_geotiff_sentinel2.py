@@ -14,7 +14,7 @@ import torch
 from rasterio.transform import from_origin
 
 from clay_exp.data.geotiff import GeoTiffDataModule, acquisition_time
-from clay_exp.models.injection import clay_v1_time
+from clay_exp.data.time import clay_v1_time
 
 BANDS = ["B02", "B03", "B04", "B08"]
 # (tile, acquisition, UTM zone origin): two dates of one tile and one of another

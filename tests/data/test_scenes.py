@@ -21,7 +21,7 @@ from rasterio.crs import CRS
 
 from clay_exp.data.scene_files import SCENES
 from clay_exp.data.scenes import SCENE_DATASETS, SceneDataModule, SceneGridSampler
-from clay_exp.models.injection import clay_v1_time
+from clay_exp.data.time import clay_v1_time
 from clay_exp.train import train
 from tests.helpers import TINY, scenes_root
 

@@ -11,8 +11,9 @@ import torch
 from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 
 from clay_exp.catalog import build_encoding
+from clay_exp.data.time import clay_v1_time
 from clay_exp.encodings.sincos import SinCosEncoding
-from clay_exp.models.injection import INJECTION_CHOICES, clay_v1_time
+from clay_exp.models.injection import INJECTION_CHOICES
 from clay_exp.models.mae import MaskedAutoencoderViT
 from clay_exp.module import MAELightningModule
 from tests.helpers import small_mae
