@@ -45,7 +45,7 @@ class EpochShuffleSampler(Sampler[int]):
 class RenderedChips(Dataset):
     """Every chip of a world's set, rendered once and kept: batches are rows of stored tensors.
 
-    A generated world's chip is a pure function of its id (clay_exp.data.world), so a finite set
+    A generated world's chip is a pure function of its id (clay_exp.data.worlds.world), so a finite set
     (``train_size`` or ``val_size`` chips, the same every epoch) can be rendered once per process
     instead of once per epoch. The set is rendered in consecutive batches of `chunk` chips, as a
     sequential loader of that batch size asks for them: a validation batch is then bitwise the

@@ -17,7 +17,7 @@ import torch
 from pyproj import Transformer
 from rasterio.transform import from_origin
 
-from clay_exp.data.earth import EarthWorld, band_wavelengths
+from clay_exp.data.worlds.earth import EarthWorld, band_wavelengths
 
 #: (file stem, latitude, longitude, CRS of the file)
 DEMO_SITES = (

@@ -10,7 +10,7 @@ chips whose centre lies outside the held-out tiles; the ``val_heldout`` set only
 
 Tuning sets (``eval_sets=tune``, what a tuning trial validates on instead, so that no setting is
 chosen on the chips a study reports): ``tune``, new chips in the seen regions (chip ids of their own,
-`clay_exp.data.world.SPLIT_OFFSETS`), and under ``split=region`` with ``tune_fraction > 0``
+`clay_exp.data.worlds.world.SPLIT_OFFSETS`), and under ``split=region`` with ``tune_fraction > 0``
 ``tune_heldout``, chips in a share of the held-out tiles (a second hash of the tile) that
 ``val_heldout`` then never uses. ``tune_fraction = 0`` (the default) leaves every set as it was.
 """

@@ -13,7 +13,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from clay_exp.data.hierarchical import HierarchicalWorld
+from clay_exp.data.worlds.hierarchical import HierarchicalWorld
 from clay_exp.design.coverage import LevelCoverage, coverage, set_locations
 from clay_exp.design.floors import FloorReport
 from clay_exp.design.hierarchical_floors import hierarchical_floors

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from clay_exp.data.hierarchical import HierarchicalWorld
+from clay_exp.data.worlds.hierarchical import HierarchicalWorld
 from clay_exp.design.floors import CLOSED_FORM_WORLDS
 from clay_exp.models.patches import normalise_patches, patchify
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from clay_exp.data.hierarchical import HierarchicalWorld
+from clay_exp.data.worlds.hierarchical import HierarchicalWorld
 from clay_exp.design.coverage import row_area_shares
 from clay_exp.design.floors import Floor, mean_se
 from clay_exp.design.gaussian_world import LinearGaussianWorld

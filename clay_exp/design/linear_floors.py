@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from clay_exp.data.earth import EarthWorld
-from clay_exp.data.hierarchical import HierarchicalWorld
-from clay_exp.data.synthetic import SyntheticWorld
+from clay_exp.data.worlds.earth import EarthWorld
+from clay_exp.data.worlds.hierarchical import HierarchicalWorld
+from clay_exp.data.worlds.synthetic import SyntheticWorld
 from clay_exp.design.floors import CLOSED_FORM_WORLDS, LINEAR_FEATURE_WORLDS, Floor, mean_se, world_chips
 from clay_exp.geometry import lonlat_to_unit
 from clay_exp.models.patches import normalise_patches, patchify, random_masks

@@ -74,8 +74,8 @@ class Label:
 
 def labels_for(world: Any, level: int = 3) -> list[Label]:
     """The labels a world knows (ValueError for a world without any)."""
-    from clay_exp.data.earth import EarthWorld
-    from clay_exp.data.hierarchical import FACTORS_PER_LEVEL, HierarchicalWorld
+    from clay_exp.data.worlds.earth import EarthWorld
+    from clay_exp.data.worlds.hierarchical import FACTORS_PER_LEVEL, HierarchicalWorld
 
     if isinstance(world, EarthWorld):
         ocean = world.koppen.ocean

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from clay_exp.data.earth import EarthWorld
 from clay_exp.data.splits import HELDOUT_SET, make_region_split, set_filter
+from clay_exp.data.worlds.earth import EarthWorld
 
 TEST_SET, HELDOUT_TEST_SET = "test", "test_heldout"
 #: Points per training and per test set: a full probe of ~17 encodings x 2 tasks x 3 seeds takes ~6 min

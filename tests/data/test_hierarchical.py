@@ -6,7 +6,7 @@ import mercantile
 import pytest
 import torch
 
-from clay_exp.data.hierarchical import FACTORS_PER_LEVEL, HierarchicalWorld
+from clay_exp.data.worlds.hierarchical import FACTORS_PER_LEVEL, HierarchicalWorld
 
 SHARES = dict(levels=[0, 3, 6, 10], level_shares=[0.1, 0.2, 0.3, 0.25], noise_share=0.15)
 
@@ -80,7 +80,7 @@ def test_latents_are_attached_to_the_tile_chain():
 
 
 def test_land_locations_are_on_land():
-    from clay_exp.data.geography import land_mask
+    from clay_exp.data.worlds.geography import land_mask
 
     b = HierarchicalWorld(length=200, locations="land")[list(range(200))]
     assert bool(land_mask().is_land(b["lat"], b["lon"]).all())

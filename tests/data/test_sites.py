@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from clay_exp.data.datamodule import WorldDataModule
-from clay_exp.data.hierarchical import FACTORS_PER_LEVEL, HierarchicalWorld
+from clay_exp.data.worlds.hierarchical import FACTORS_PER_LEVEL, HierarchicalWorld
 from clay_exp.encodings.oracle import OracleEncoding
 from clay_exp.tiles import lonlat_to_tile
 

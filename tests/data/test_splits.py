@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from clay_exp.data.datamodule import WorldDataModule
-from clay_exp.data.earth import EarthWorld
-from clay_exp.data.hierarchical import HierarchicalWorld
 from clay_exp.data.splits import RegionSplit, make_region_split
-from clay_exp.data.synthetic import SyntheticWorld
+from clay_exp.data.worlds.earth import EarthWorld
+from clay_exp.data.worlds.hierarchical import HierarchicalWorld
+from clay_exp.data.worlds.synthetic import SyntheticWorld
 
 
 def heldout_by_mercantile(split: RegionSplit, lat: torch.Tensor, lon: torch.Tensor) -> list[bool]:

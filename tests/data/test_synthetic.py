@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from clay_exp.data.datamodule import WorldDataModule
-from clay_exp.data.synthetic import SyntheticWorld
+from clay_exp.data.worlds.synthetic import SyntheticWorld
 
 
 def test_chip_i_is_always_the_same_chip():

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from clay_exp.data.datamodule import WorldDataModule
-from clay_exp.data.earth import EarthWorld
 from clay_exp.data.geotiff import GeoTiffDataModule
-from clay_exp.data.hierarchical import HierarchicalWorld
 from clay_exp.data.splits import RegionSplit, make_region_split
-from clay_exp.data.synthetic import SyntheticWorld
-from clay_exp.data.world import SPLIT_OFFSETS
+from clay_exp.data.worlds.earth import EarthWorld
+from clay_exp.data.worlds.hierarchical import HierarchicalWorld
+from clay_exp.data.worlds.synthetic import SyntheticWorld
+from clay_exp.data.worlds.world import SPLIT_OFFSETS
 from clay_exp.tiles import lonlat_to_tile
 
 SIZES = {"chip_size": 8, "batch_size": 64, "train_size": 256, "val_size": 128}

@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy import stats
 
-from clay_exp.data.hierarchical import HierarchicalWorld
+from clay_exp.data.worlds.hierarchical import HierarchicalWorld
 from clay_exp.design.coverage import (
     clustered_locations,
     coverage,

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from clay_exp.data.hierarchical import HierarchicalWorld
-from clay_exp.data.synthetic import SyntheticWorld
+from clay_exp.data.worlds.hierarchical import HierarchicalWorld
+from clay_exp.data.worlds.synthetic import SyntheticWorld
 from clay_exp.design.cli import main
 from clay_exp.design.gaussian_world import LinearGaussianWorld
 from clay_exp.design.hierarchical_floors import hierarchical_floors, level_subsets, memorised_level_floor

@@ -12,7 +12,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from clay_exp.config import compose_config
-from clay_exp.data.hierarchical import FACTORS_PER_LEVEL, HierarchicalWorld
+from clay_exp.data.worlds.hierarchical import FACTORS_PER_LEVEL, HierarchicalWorld
 
 WORLD = "data=hierarchical_world"
 

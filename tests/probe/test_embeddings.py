@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from clay_exp.config import compose_config
-from clay_exp.data.earth import EarthWorld
-from clay_exp.data.hierarchical import HierarchicalWorld
-from clay_exp.data.synthetic import SyntheticWorld
+from clay_exp.data.worlds.earth import EarthWorld
+from clay_exp.data.worlds.hierarchical import HierarchicalWorld
+from clay_exp.data.worlds.synthetic import SyntheticWorld
 from clay_exp.probe.embeddings import PROBE_FILE, ProbeSettings, labels_for, probe_sweeps
 from clay_exp.results import RunRecord
 from clay_exp.train import train

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clay_exp.data.earth import EarthWorld
 from clay_exp.data.splits import RegionSplit
+from clay_exp.data.worlds.earth import EarthWorld
 from clay_exp.probe import HELDOUT_TEST_SET, TASKS, TEST_SET, SplitSettings, sample_points
 
 

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from clay_exp.data.splits import LocationFilter
-from clay_exp.data.world import GeneratedWorld, chip_noise
+from clay_exp.data.worlds.world import GeneratedWorld, chip_noise
 from clay_exp.hashing import hash_uniform
 from clay_exp.tiles import check_zoom, tile_chain
 

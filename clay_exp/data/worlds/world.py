@@ -90,7 +90,7 @@ class GeneratedWorld(Dataset):
             raise ValueError(f"data.world.sites={sites!r} must be >= 1 with locations=sites")
         self.sites, self.site_zoom = int(sites), check_zoom(site_zoom)
         if locations == "land":
-            from clay_exp.data.geography import land_mask
+            from clay_exp.data.worlds.geography import land_mask
 
             self.land = land_mask()
 

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from clay_exp.data.geography import koppen_map, land_mask
 from clay_exp.data.splits import LocationFilter
-from clay_exp.data.synthetic import SphericalWaveField
-from clay_exp.data.world import GeneratedWorld, chip_noise
+from clay_exp.data.worlds.geography import koppen_map, land_mask
+from clay_exp.data.worlds.synthetic import SphericalWaveField
+from clay_exp.data.worlds.world import GeneratedWorld, chip_noise
 from clay_exp.geometry import footprint_grid, lonlat_to_unit, unit_to_lonlat
 from clay_exp.hashing import hash_uniform
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from clay_exp.data.splits import LocationFilter
-from clay_exp.data.world import GeneratedWorld, chip_noise
+from clay_exp.data.worlds.world import GeneratedWorld, chip_noise
 from clay_exp.geometry import footprint_grid, lonlat_to_unit
 from clay_exp.hashing import hash_uniform
 
