@@ -1,4 +1,4 @@
-"""Write the demo GeoTIFFs (clay_exp/data/demo_geotiffs.py) for ``data=geotiff``; no download.
+"""Write the demo GeoTIFFs (clay_exp/data/geotiff/demo.py) for ``data=geotiff``; no download.
 
 python scripts/make_demo_geotiffs.py                 # -> data/demo_geotiffs/
 python train.py data=geotiff logger=csv trainer.max_epochs=1 data.train_size=256
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from clay_exp.data.demo_geotiffs import write_demo_geotiffs
+from clay_exp.data.geotiff.demo import write_demo_geotiffs
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "data" / "demo_geotiffs"
 

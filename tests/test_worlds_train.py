@@ -7,7 +7,7 @@ import math
 import pytest
 from hydra.errors import InstantiationException
 
-from clay_exp.data.demo_geotiffs import write_demo_geotiffs
+from clay_exp.data.geotiff.demo import write_demo_geotiffs
 from clay_exp.results import read_results
 from clay_exp.train import train
 from tests.helpers import TINY, column, read_metrics

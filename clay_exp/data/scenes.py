@@ -43,17 +43,11 @@ from torch.utils.data import Dataset, Sampler
 from torchgeo.datasets import Landsat8, RasterDataset, Sentinel2
 from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
 
-from clay_exp.data.chip_cache import file_fingerprints
-from clay_exp.data.geotiff import (
-    ChipMaker,
-    GeoSlice,
-    GeoTiffDataModule,
-    LocationFilteredSampler,
-    RasterChips,
-    band_sources,
-    check_chip_size,
-    make_chip_makers,
-)
+from clay_exp.data.geotiff.chip_cache import file_fingerprints
+from clay_exp.data.geotiff.chips import ChipMaker, RasterChips, make_chip_makers
+from clay_exp.data.geotiff.datamodule import GeoTiffDataModule
+from clay_exp.data.geotiff.files import GeoSlice, band_sources, check_chip_size
+from clay_exp.data.geotiff.samplers import LocationFilteredSampler
 from clay_exp.data.scene_files import L8_BANDS, SCENES, check_names, require_scenes
 from clay_exp.data.time import CLAY_V1_TIME_DIMS
 from clay_exp.tiles import MAX_ZOOM

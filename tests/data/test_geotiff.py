@@ -11,8 +11,8 @@ import torch
 from rasterio.transform import from_origin
 from rasterio.warp import transform as gdal_transform
 
-from clay_exp.data.demo_geotiffs import DEMO_SITES, write_demo_geotiffs
 from clay_exp.data.geotiff import GeoTiffDataModule, GeoTiffFolder
+from clay_exp.data.geotiff.demo import DEMO_SITES, write_demo_geotiffs
 from clay_exp.data.splits import RegionSplit
 
 SIZE = 64  # demo raster side in pixels (100 m)
@@ -152,3 +152,24 @@ def test_bad_rasters_are_named_with_their_problem(tmp_path):
 
     with pytest.raises(ValueError, match=r"band_indexes=\[1, 2\] must name data.bands=4"):
         GeoTiffDataModule(paths=str(tmp_path / "c"), band_indexes=[1, 2])
+
+
+@pytest.mark.parametrize(
+    "target", [None, "clay_exp.data.geotiff.GeoTiffFolder", GeoTiffFolder.__module__ + ".GeoTiffFolder"]
+)
+def test_the_generic_dataset_by_any_of_its_names_keeps_the_cache_key_it_always_had(demo_dir, target):
+    # The chip cache's key records the dataset as the package names it (what configs/data/geotiff.yaml
+    # gives), so the caches built before the package was split by concern are still found.
+    dataset = None if target is None else {"_target_": target}
+    dm = GeoTiffDataModule(paths=str(demo_dir), dataset=dataset, cache=True)
+    assert type(dm.dataset) is GeoTiffFolder
+    assert dm.source_settings()["dataset"] == {"_target_": "clay_exp.data.geotiff.GeoTiffFolder"}
+
+
+def test_a_dataset_target_that_cannot_be_imported_is_named(demo_dir):
+    with pytest.raises(
+        ValueError, match=r"data.dataset._target_='torchgeo.datasets.NoSuchDataset' cannot be"
+    ):
+        GeoTiffDataModule(paths=str(demo_dir), dataset={"_target_": "torchgeo.datasets.NoSuchDataset"})
+    with pytest.raises(ValueError, match="is not a dotted path"):
+        GeoTiffDataModule(paths=str(demo_dir), dataset={"_target_": "GeoTiffFolder"})

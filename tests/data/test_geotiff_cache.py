@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from clay_exp.data import chip_cache
-from clay_exp.data.chip_cache import CachedChips, ChipCache
-from clay_exp.data.demo_geotiffs import write_demo_geotiffs
-from clay_exp.data.geotiff import GeoTiffDataModule
+from clay_exp.data.geotiff import GeoTiffDataModule, chip_cache
+from clay_exp.data.geotiff.chip_cache import CachedChips, ChipCache
+from clay_exp.data.geotiff.demo import write_demo_geotiffs
 from clay_exp.files import DiskFullError
 from tests.helpers import FullDisk
 

@@ -1,546 +1,43 @@
-"""`data=geotiff`: a folder of GeoTIFFs (one's own Sentinel-2 chips, or the demo rasters) through TorchGeo.
+"""`GeoTiffDataModule` (``data=geotiff``): a TorchGeo `GeoDataModule` over a folder of GeoTIFFs or any
+TorchGeo `RasterDataset`: random chips to train, grid chips to validate, optionally read once into
+the chip cache (`clay_exp.data.geotiff.chip_cache`).
 
-All TorchGeo-facing code lives in this module (~790 lines on purpose, the one module over 400 that
-is: a TorchGeo upgrade is then one file's work; the chip cache, which does not touch TorchGeo, is
-`clay_exp.data.chip_cache`): it is written against TorchGeo 0.8.1, whose samples are
-``{'image', 'crs', 'bounds': (slice x, slice y, slice t)}`` and whose samplers are
-`RandomGeoSampler` / `GridGeoSampler` (0.9+ changed both). The one other module that touches
-TorchGeo builds on this one: `clay_exp.data.scenes` (``data=scenes``: two small `RasterDataset`
-subclasses, and samplers over several scenes in their own CRSs, through the hooks
-`random_footprints` / `grid_footprints` / `filtered` of `GeoTiffDataModule`).
-
-* `GeoTiffFolder` (a `RasterDataset`): every ``*.tif`` below ``paths``, in any CRS (TorchGeo warps
-  them to one: the files' CRS if they share one, else web mercator, EPSG:3857), bands picked by
-  1-based index. Each sample gets ``lat``/``lon``: its footprint's centre reprojected to EPSG:4326
-  with pyproj, so every encoding works unchanged; the image is normalised per band with configured
-  or computed statistics.
-* `GeoTiffDataModule` (a `GeoDataModule`): `RandomGeoSampler` chips for training, `GridGeoSampler`
-  chips for validation; with ``split=region`` the chips are filtered by their centre's tile.
-
-* Any other TorchGeo `RasterDataset` subclass by ``data.dataset._target_`` (e.g.
-  ``torchgeo.datasets.Sentinel2`` with ``data.dataset.bands=[B02,B03,B04,B08]``; its
-  ``filename_glob`` / ``filename_regex`` / ``date_format`` may be overridden there): `RasterChips`
-  adds the same normalisation, nodata fill and lat/lon to its samples (`make_raster_dataset`).
-* Where the files' names give acquisition times (TorchGeo's ``date`` regex group: the index, and so
-  every query's ``slice t``, is the file's time interval), samples carry ``time``: Clay v1's
-  ``[sin w, cos w, sin h, cos h]`` of the ISO week and hour (`acquisition_time`); where no file is
-  dated, no ``time`` key (the model then fills zeros).
-* **Nodata**: a pixel value is nodata when it is NaN/inf, equals a file's declared nodata, or equals
-  ``data.nodata``. After normalisation it is filled with 0 (the band mean), so it adds nothing to
-  the batch statistics and cannot make the loss NaN. A chip with more than ``max_nodata_fraction``
-  of nodata values is skipped when chips are cached, and counted (with a warning) when read live.
-  Band statistics computed from the files ignore nodata; a band with no valid pixel in a file or
-  non-finite statistics raise a ValueError naming the file and the band.
-* **Chip cache** (``data.cache=true``): the training and validation chips are read once and kept as
-  memory-mapped ``.npy`` arrays (`clay_exp.data.chip_cache`), keyed by the files and every setting
-  that shapes a chip; see `GeoTiffDataModule`.
-
-Batches are the project's dict: ``image`` (B, C, H, W) float32, ``lat``/``lon`` (B,) float64 degrees,
-optionally ``time`` (B, 4) float32 (TorchGeo's ``crs``/``bounds`` lists are dropped on the way to the
-device, as in TorchGeo).
+Where chips are is three hooks (`random_footprints`, `grid_footprints`, `filtered`), which the
+scenes' datamodule (`clay_exp.data.scenes`) overrides to sample several rasters in their own CRSs.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time as timer
 from collections.abc import Iterator, Mapping, Sequence
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import rasterio
 import torch
-from hydra.utils import get_class
-from pyproj import Transformer
-from rasterio.crs import CRS
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Sampler, SequentialSampler
 from torchgeo.datamodules import GeoDataModule
 from torchgeo.datasets import RasterDataset, stack_samples
 from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
 
 from clay_exp.data.base import SplitDataModule
-from clay_exp.data.chip_cache import CachedChips, ChipCache, file_fingerprints
 from clay_exp.data.datamodule import EpochShuffleSampler, passthrough_collate
-from clay_exp.data.splits import LocationFilter
-from clay_exp.data.time import clay_v1_time
+from clay_exp.data.geotiff.chip_cache import CachedChips, ChipCache, file_fingerprints
+from clay_exp.data.geotiff.chips import RasterChips, make_chip_maker
+from clay_exp.data.geotiff.dataset import GEOTIFF_FOLDER, GeoTiffFolder, make_raster_dataset
+from clay_exp.data.geotiff.files import GeoSlice, band_sources, check_chip_size
+from clay_exp.data.geotiff.samplers import LocationFilteredSampler
 
 log = logging.getLogger(__name__)
-# rasterio.merge logs at INFO for every source a chip only touches: noise in every run's log.
-logging.getLogger("rasterio.merge").setLevel(logging.WARNING)
 
-#: The CRS that files in different CRSs are warped to (valid worldwide up to ±85°).
-COMMON_CRS = "EPSG:3857"
-GeoSlice = tuple[slice, slice, slice]
-#: RasterDataset class attributes that ``data.dataset`` may override (e.g. a filename pattern).
-CLASS_ATTRIBUTES = ("filename_glob", "filename_regex", "date_format", "separate_files", "all_bands")
+#: The names ``data.dataset._target_`` may give the generic dataset: the package's, the module's.
+GEOTIFF_FOLDER_NAMES = (GEOTIFF_FOLDER, f"{GeoTiffFolder.__module__}.{GeoTiffFolder.__qualname__}")
 #: A chip set may draw at most this many random footprints per chip it keeps (nodata, region split).
 MAX_DRAWS_PER_CHIP = 50
 
 
-def find_geotiffs(paths: str | Path | Sequence[str | Path], filename_glob: str = "*.tif") -> list[Path]:
-    """Every file matching `filename_glob` below the folders in `paths` (or the files themselves).
-
-    Raises ValueError for a path that does not exist or when no file matches.
-    """
-    paths = [paths] if isinstance(paths, str | Path) else list(paths)
-    if not paths:
-        raise ValueError("data.paths is empty: give a folder of GeoTIFFs or a list of files/folders")
-    files: set[Path] = set()
-    for path in map(Path, paths):
-        if path.is_dir():
-            files |= {p for p in path.rglob(filename_glob) if p.is_file()}
-        elif path.is_file():
-            files.add(path)
-        else:
-            raise ValueError(
-                f"data.paths: {path} does not exist "
-                "(for the demo rasters run python scripts/make_demo_geotiffs.py)"
-            )
-    if not files:
-        raise ValueError(
-            f"data.paths: no file matching {filename_glob!r} in {[str(p) for p in paths]} "
-            "(data.filename_glob sets the pattern)"
-        )
-    return sorted(files)
-
-
-def check_geotiff(path: Path, band_indexes: Sequence[int]) -> CRS:
-    """The file's CRS, after checking it has one and has every configured band (ValueError otherwise)."""
-    try:
-        with rasterio.open(path) as src:
-            crs, count = src.crs, src.count
-    except rasterio.errors.RasterioIOError as error:
-        raise ValueError(f"{path}: not a raster rasterio can read ({error})") from error
-    if crs is None:
-        raise ValueError(
-            f"{path}: has no CRS (coordinate reference system), so its chips cannot be placed on Earth; "
-            "georeference it (e.g. gdal_edit.py -a_srs EPSG:32632 -a_ullr ...)"
-        )
-    if max(band_indexes) > count:
-        raise ValueError(
-            f"{path}: has {count} band(s), fewer than configured: data.bands / data.band_indexes asks for "
-            f"bands {list(band_indexes)} (1-based)"
-        )
-    return crs
-
-
-# -- bands, nodata, statistics ----------------------------------------------------------------------
-#: Where one band of the dataset lives in one file: (path, 1-based band in that file).
-BandSource = tuple[str, int]
-
-
-def band_sources(raster: RasterDataset) -> tuple[list[str], list[list[BandSource]]]:
-    """The dataset's band labels and, per band, the (file, band index) pairs that hold it.
-
-    One multi-band file per scene (``separate_files=False``): the dataset's `band_indexes` (all of a
-    file's bands when None); one file per band (Sentinel-2's ``separate_files=True``): band 1 of the
-    file TorchGeo's own `_update_filepath` names for that band.
-    """
-    files = [str(f) for f in raster.index.filepath]
-    if raster.separate_files:
-        labels = [str(b) for b in raster.bands]
-        return labels, [[(raster._update_filepath(b, f), 1) for f in files] for b in raster.bands]
-    indexes = getattr(raster, "band_indexes", None)
-    if indexes is None:
-        with rasterio.open(files[0]) as src:
-            indexes = list(range(1, src.count + 1))
-    names = list(raster.all_bands or [])
-    labels = [names[i - 1] if i - 1 < len(names) else f"band {i}" for i in indexes]
-    return labels, [[(f, int(i)) for f in files] for i in indexes]
-
-
-def declared_nodata(sources: Sequence[Sequence[BandSource]]) -> list[float]:
-    """Every nodata value the files declare (NaN is always nodata and not listed)."""
-    values: set[float] = set()
-    for path in sorted({p for band in sources for p, _ in band}):
-        with rasterio.open(path) as src:
-            values |= {float(v) for v in src.nodatavals if v is not None and math.isfinite(v)}
-    return sorted(values)
-
-
-def compute_band_stats(
-    sources: Sequence[Sequence[BandSource]],
-    labels: Sequence[str],
-    nodata: Sequence[float] = (),
-    max_side: int = 512,
-) -> tuple[list[float], list[float]]:
-    """Per-band mean and standard deviation over the valid pixels of every file (each read at most
-    max_side² pixels): values that are NaN/inf, a declared nodata or in `nodata` are left out.
-
-    ValueError naming the file and band when a band of a file has no valid pixel, and naming the band
-    when its statistics come out non-finite.
-    """
-    mean, std = [], []
-    for label, band in zip(labels, sources, strict=True):
-        total = total_sq = 0.0
-        count = 0
-        for path, index in band:
-            with rasterio.open(path) as src:
-                scale = max(1, int(np.ceil(max(src.width, src.height) / max_side)))
-                shape = (max(1, src.height // scale), max(1, src.width // scale))
-                data = src.read(index, out_shape=shape, masked=True)
-            values = np.ma.getdata(data).astype(np.float64)
-            valid = ~np.ma.getmaskarray(data) & np.isfinite(values)
-            for value in nodata:
-                valid &= values != value
-            if not valid.any():
-                raise ValueError(
-                    f"{path}: band {label} (band {index} of the file) has no valid pixel (all NaN, inf "
-                    "or nodata), so no band statistics can be computed from it: drop the file or give "
-                    "data.mean / data.std"
-                )
-            values = values[valid]
-            with np.errstate(over="ignore"):  # an overflow gives inf: refused below, naming the band
-                total += float(values.sum())
-                total_sq += float((values**2).sum())
-            count += values.size
-        m = total / count
-        sd = math.sqrt(max(total_sq / count - m * m, 0.0))
-        if not (math.isfinite(m) and math.isfinite(sd)):
-            raise ValueError(
-                f"band {label}: non-finite statistics (mean={m}, std={sd}) from {[p for p, _ in band]}"
-            )
-        mean.append(m)
-        std.append(max(sd, 1e-6))
-    return mean, std
-
-
-def check_stats(name: str, values: Sequence[float], labels: Sequence[str]) -> list[float]:
-    """The configured per-band `values` as floats; ValueError for a wrong count or a non-finite value."""
-    values = [float(v) for v in values]
-    if len(values) != len(labels):
-        raise ValueError(f"data.{name}={values} needs one value per band ({len(labels)}: {list(labels)})")
-    for label, value in zip(labels, values, strict=True):
-        if not math.isfinite(value) or (name == "std" and value <= 0):
-            raise ValueError(
-                f"data.{name}: band {label} has {value}, not a finite{' positive' * (name == 'std')} number"
-            )
-    return values
-
-
-# -- time -------------------------------------------------------------------------------------------
-def acquisition_time(interval: slice) -> Tensor | None:
-    """Clay v1's time features (4,) of a query's time slice, None when it carries no time.
-
-    TorchGeo gives an undated file the interval (Timestamp.min, Timestamp.max): no time. A dated
-    file's interval spans its name's precision: under an hour (e.g. Sentinel-2's ``%Y%m%dT%H%M%S``)
-    its start gives the week and hour; a day or longer (a date without a time) the middle's week
-    and 12 h, as Clay v1 does for a date without a time.
-    """
-    start, stop = pd.Timestamp(interval.start), pd.Timestamp(interval.stop)
-    if start <= pd.Timestamp.min or stop >= pd.Timestamp.max:
-        return None
-    if stop - start < pd.Timedelta(hours=1):
-        moment, hour = start, start.hour
-    else:
-        moment, hour = start + (stop - start) / 2, 12
-    week = moment.isocalendar()[1]
-    return clay_v1_time(torch.tensor([week]), torch.tensor([hour]))[0]
-
-
-def has_times(raster: RasterDataset) -> bool:
-    """Whether every file of the dataset has an acquisition time (a dated interval in the index)."""
-    return all(iv.left > pd.Timestamp.min and iv.right < pd.Timestamp.max for iv in raster.index.index)
-
-
-# -- from TorchGeo samples to the project's chips ---------------------------------------------------
-class ChipMaker:
-    """What the project adds to a TorchGeo sample: nodata fill, normalisation, lat/lon and time.
-
-    Args:
-        crs: the dataset's CRS (queries' coordinates).
-        mean, std: per-band normalisation.
-        nodata: values that mean "no data" besides NaN/inf.
-        times: whether to add ``time`` (every file dated).
-        max_nodata_fraction: chips above it are counted (and skipped when cached).
-    """
-
-    def __init__(
-        self,
-        crs: CRS,
-        mean: Sequence[float],
-        std: Sequence[float],
-        nodata: Sequence[float] = (),
-        times: bool = False,
-        max_nodata_fraction: float = 0.5,
-    ) -> None:
-        self.mean = torch.tensor(list(mean), dtype=torch.float32)[:, None, None]
-        self.std = torch.tensor(list(std), dtype=torch.float32)[:, None, None]
-        self.nodata, self.times = [float(v) for v in nodata], bool(times)
-        self.max_nodata_fraction = float(max_nodata_fraction)
-        self.to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-        self.chips_over_nodata = 0  # in this process (each DataLoader worker counts its own)
-
-    def centres(self, queries: Sequence[GeoSlice]) -> tuple[Tensor, Tensor]:
-        """Latitude and longitude (float64 degrees) of the footprint centres of `queries`."""
-        x = np.array([(q[0].start + q[0].stop) / 2 for q in queries], dtype=np.float64)
-        y = np.array([(q[1].start + q[1].stop) / 2 for q in queries], dtype=np.float64)
-        lon, lat = self.to_lonlat.transform(x, y)
-        return torch.as_tensor(np.asarray(lat, np.float64)), torch.as_tensor(np.asarray(lon, np.float64))
-
-    def __call__(self, sample: dict[str, Any], query: GeoSlice) -> dict[str, Any]:
-        image = sample["image"].float()
-        invalid = ~torch.isfinite(image)
-        for value in self.nodata:
-            invalid |= image == value
-        image = ((image - self.mean) / self.std).masked_fill_(invalid, 0.0)
-        fraction = float(invalid.float().mean())
-        if fraction > self.max_nodata_fraction:
-            self.chips_over_nodata += 1
-            if self.chips_over_nodata in (1, 10, 100, 1000):
-                log.warning(
-                    "%d chip(s) so far with more than data.max_nodata_fraction=%s nodata (the latest: "
-                    "%.0f %%), filled with the band means; data.cache=true skips them",
-                    self.chips_over_nodata, self.max_nodata_fraction, 100 * fraction,
-                )  # fmt: skip
-        lat, lon = self.centres([query])
-        sample |= {"image": image, "lat": lat[0], "lon": lon[0], "nodata_fraction": fraction}
-        if self.times:
-            t = acquisition_time(query[2])
-            if t is not None:
-                sample["time"] = t
-        return sample
-
-
-class ChipStatistics:
-    """The band statistics (`mean`, `std`) of a dataset that makes its chips with ``self.chips``."""
-
-    chips: ChipMaker
-
-    @property
-    def mean(self) -> Tensor:
-        return self.chips.mean
-
-    @property
-    def std(self) -> Tensor:
-        return self.chips.std
-
-
-class GeoTiffFolder(ChipStatistics, RasterDataset):
-    """A folder of GeoTIFFs as a TorchGeo `RasterDataset` whose samples carry lat/lon (module docstring).
-
-    Args:
-        paths: a folder (searched recursively), a file, or a list of them.
-        band_indexes: 1-based band numbers to read, in order.
-        chip_size: chips are this many pixels square; every raster must be at least that large.
-        filename_glob: which files count.
-        crs: CRS to warp to (e.g. ``EPSG:32632``); None: the files' CRS if shared, else EPSG:3857.
-        res: resolution in units of that CRS; None: the first file's (TorchGeo's default).
-        mean, std: per-band normalisation; None: computed from the files (nodata left out).
-        nodata: a value meaning "no data" in every file, besides NaN and the files' declared nodata.
-        max_nodata_fraction: see `ChipMaker`.
-    """
-
-    def __init__(
-        self,
-        paths: str | Path | Sequence[str | Path],
-        band_indexes: Sequence[int],
-        chip_size: int,
-        filename_glob: str = "*.tif",
-        crs: str | None = None,
-        res: float | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        nodata: float | None = None,
-        max_nodata_fraction: float = 0.5,
-    ) -> None:
-        band_indexes = [int(b) for b in band_indexes]
-        if not band_indexes or min(band_indexes) < 1:
-            raise ValueError(f"data.band_indexes={band_indexes} must be 1-based band numbers")
-        self.filename_glob = filename_glob
-        files = find_geotiffs(paths, filename_glob)
-        crss = {check_geotiff(f, band_indexes) for f in files}
-        if crs is None:
-            target = next(iter(crss)) if len(crss) == 1 else CRS.from_user_input(COMMON_CRS)
-            if len(crss) > 1:
-                log.info("GeoTIFFs in %d CRSs; warping them to %s", len(crss), COMMON_CRS)
-        else:
-            target = CRS.from_user_input(crs)
-        # RasterDataset selects bands by name from `all_bands`; name them by their 1-based index.
-        self.all_bands = tuple(f"B{i}" for i in range(1, max(band_indexes) + 1))
-        super().__init__(
-            paths=[str(f) for f in files], crs=target, res=res, bands=[f"B{i}" for i in band_indexes]
-        )
-        self.check_chip_size(chip_size)
-        self.chips = make_chip_maker(self, mean, std, nodata, max_nodata_fraction)
-
-    def check_chip_size(self, chip_size: int) -> None:
-        check_chip_size(self, chip_size)
-
-    def centres(self, queries: Sequence[GeoSlice]) -> tuple[Tensor, Tensor]:
-        """Latitude and longitude (float64 degrees) of the footprint centres of `queries`."""
-        return self.chips.centres(queries)
-
-    def __getitem__(self, query: GeoSlice) -> dict[str, Any]:
-        return self.chips(super().__getitem__(query), query)
-
-
-def check_chip_size(raster: RasterDataset, chip_size: int) -> None:
-    """ValueError naming every raster smaller than a chip at the dataset's resolution."""
-    xres, yres = raster.res
-    for path, geometry in zip(raster.index.filepath, raster.index.geometry, strict=True):
-        xmin, ymin, xmax, ymax = geometry.bounds
-        width, height = (xmax - xmin) / xres, (ymax - ymin) / yres
-        if width < chip_size or height < chip_size:
-            raise ValueError(
-                f"{path}: {width:.0f} x {height:.0f} pixels at the dataset's resolution {raster.res} "
-                f"({raster.crs.to_string()}), smaller than data.chip_size={chip_size}"
-            )
-
-
-def make_chip_maker(
-    raster: RasterDataset,
-    mean: Sequence[float] | None,
-    std: Sequence[float] | None,
-    nodata: float | None,
-    max_nodata_fraction: float,
-) -> ChipMaker:
-    """The `ChipMaker` of a dataset: nodata values from the files (+ `nodata`), statistics configured
-    (checked) or computed from the files without nodata, times where every file is dated."""
-    return make_chip_makers([raster], mean, std, nodata, max_nodata_fraction)[0]
-
-
-def make_chip_makers(
-    rasters: Sequence[RasterDataset],
-    mean: Sequence[float] | None,
-    std: Sequence[float] | None,
-    nodata: float | None,
-    max_nodata_fraction: float,
-) -> list[ChipMaker]:
-    """One `ChipMaker` per dataset (each in its own CRS, with its own times) sharing one normalisation:
-    `make_chip_maker` with statistics and nodata values pooled over every dataset's files. The
-    datasets must name the same bands."""
-    labels, sources = band_sources(rasters[0])
-    for raster in rasters[1:]:
-        other, more = band_sources(raster)
-        if other != labels:
-            raise ValueError(f"datasets with different bands cannot share chips: {labels} and {other}")
-        sources = [a + b for a, b in zip(sources, more, strict=True)]
-    values = declared_nodata(sources) + ([] if nodata is None else [float(nodata)])
-    if mean is not None:
-        mean = check_stats("mean", mean, labels)
-    if std is not None:
-        std = check_stats("std", std, labels)
-    if mean is None or std is None:
-        computed_mean, computed_std = compute_band_stats(sources, labels, values)
-        mean = computed_mean if mean is None else mean
-        std = computed_std if std is None else std
-        log.info("GeoTIFF band statistics: mean=%s std=%s", mean, std)
-    if values:
-        log.info("GeoTIFF nodata values %s (and NaN) are filled with the band mean", values)
-    return [ChipMaker(r.crs, mean, std, values, has_times(r), max_nodata_fraction) for r in rasters]
-
-
-class RasterChips(ChipStatistics, Dataset):
-    """Any TorchGeo `RasterDataset` with the project's chips (`ChipMaker`): index it with a query."""
-
-    def __init__(self, raster: RasterDataset, chips: ChipMaker) -> None:
-        self.raster, self.chips = raster, chips
-
-    def centres(self, queries: Sequence[GeoSlice]) -> tuple[Tensor, Tensor]:
-        return self.chips.centres(queries)
-
-    def __getitem__(self, query: GeoSlice) -> dict[str, Any]:
-        return self.chips(self.raster[query], query)
-
-
-def raster_class(target: str | type) -> type[RasterDataset]:
-    """The class `target` names (``module.Class``), checked to be a TorchGeo `RasterDataset`."""
-    cls = get_class(target) if isinstance(target, str) else target
-    if not (isinstance(cls, type) and issubclass(cls, RasterDataset)):
-        raise ValueError(f"data.dataset._target_={target!r} is not a TorchGeo RasterDataset subclass")
-    return cls
-
-
-def make_raster_dataset(
-    spec: Mapping[str, Any], paths: Sequence[str], crs: str | None, res: float | None
-) -> RasterDataset:
-    """A TorchGeo `RasterDataset` from ``data.dataset``: ``_target_`` the class, `CLASS_ATTRIBUTES`
-    (when not null) override the class's, every other non-null key is a constructor argument
-    (e.g. ``bands``); `paths`, `crs` and `res` come from ``data.*`` (null: the class's default)."""
-    spec = dict(spec)
-    cls = raster_class(spec.pop("_target_"))
-    overrides = {k: spec.pop(k) for k in CLASS_ATTRIBUTES if k in spec and spec[k] is not None}
-    if "all_bands" in overrides:
-        overrides["all_bands"] = tuple(overrides["all_bands"])
-    if overrides:
-        cls = type(cls.__name__, (cls,), overrides)
-    kwargs = {k: list(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
-              for k, v in spec.items() if v is not None and not k.startswith("_")}  # fmt: skip
-    if crs is not None:
-        kwargs["crs"] = CRS.from_user_input(crs)
-    if res is not None:
-        kwargs["res"] = res
-    for path in paths:
-        if not Path(path).exists():
-            raise ValueError(f"data.paths: {path} does not exist")
-    try:
-        return cls(paths=list(paths), **kwargs)
-    except Exception as error:  # DatasetNotFoundError, a bad band name (AssertionError), ...
-        raise ValueError(
-            f"data.dataset: {cls.__name__}(paths={list(paths)}, {kwargs}) failed: {error} "
-            f"(its filename_glob {getattr(cls, 'filename_glob', None)!r} and filename_regex select the files)"
-        ) from error
-
-
-# -- samplers ---------------------------------------------------------------------------------------
-class LocationFilteredSampler(Sampler[GeoSlice]):
-    """The queries of a TorchGeo sampler whose footprint centre passes `keep` (all when None).
-
-    ``length=None``: one pass over a finite sampler (the grid), kept queries only. An int: exactly
-    that many kept queries, drawing from the (random) sampler again as often as needed.
-    """
-
-    def __init__(
-        self,
-        sampler: Sampler[GeoSlice],
-        dataset: Any,
-        keep: LocationFilter | None,
-        length: int | None = None,
-        chunk: int = 256,
-    ) -> None:
-        self.sampler, self.dataset, self.keep, self.chunk = sampler, dataset, keep, chunk
-        self.kept: list[GeoSlice] | None = None
-        if length is None:
-            self.kept = [q for batch in self._chunks(iter(sampler)) for q in self._filter(batch)]
-        self.length = len(self.kept) if self.kept is not None else int(length)
-
-    def _chunks(self, it: Iterator[GeoSlice]) -> Iterator[list[GeoSlice]]:
-        while batch := list(islice(it, self.chunk)):
-            yield batch
-
-    def _filter(self, queries: list[GeoSlice]) -> list[GeoSlice]:
-        if self.keep is None:
-            return queries
-        mask = self.keep(*self.dataset.centres(queries)).tolist()
-        return [q for q, ok in zip(queries, mask, strict=True) if ok]
-
-    def __iter__(self) -> Iterator[GeoSlice]:
-        if self.kept is not None:
-            yield from self.kept
-            return
-        produced = drawn = 0
-        while produced < self.length:
-            for batch in self._chunks(iter(self.sampler)):
-                drawn += len(batch)
-                for query in self._filter(batch)[: self.length - produced]:
-                    produced += 1
-                    yield query
-                if produced >= self.length:
-                    return
-            if produced == 0 and drawn >= 100 * self.length:
-                raise ValueError(f"no random chip passes the location filter in {drawn} draws")
-
-    def __len__(self) -> int:
-        return self.length
-
-
-# -- the datamodule ---------------------------------------------------------------------------------
 class GeoTiffDataModule(SplitDataModule, GeoDataModule):
     """TorchGeo-style datamodule over GeoTIFFs: random chips to train, grid chips to validate.
 
@@ -621,7 +118,7 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
             raise ValueError(f"data.max_nodata_fraction={max_nodata_fraction!r} must be in [0, 1]")
         paths = [str(paths)] if isinstance(paths, str | Path) else [str(p) for p in paths]
         spec = None if dataset is None else _plain(dataset)
-        generic = spec is None or spec.get("_target_") in (None, GeoTiffFolder, _qualname(GeoTiffFolder))
+        generic = spec is None or spec.get("_target_") in (None, GeoTiffFolder, *GEOTIFF_FOLDER_NAMES)
         if generic:
             band_indexes = (
                 list(range(1, bands + 1)) if band_indexes is None else [int(b) for b in band_indexes]
@@ -651,7 +148,7 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
             folder = type("GeoTiffFolder", (GeoTiffFolder,), attributes) if attributes else GeoTiffFolder
             self.dataset = folder(**self.kwargs)
             self.raster: RasterDataset = self.dataset
-            self.dataset_spec: dict[str, Any] = {"_target_": _qualname(GeoTiffFolder), **attributes}
+            self.dataset_spec: dict[str, Any] = {"_target_": GEOTIFF_FOLDER, **attributes}
         else:
             self.raster = make_raster_dataset(spec, paths, crs, res)
             check_chip_size(self.raster, chip_size)
@@ -851,10 +348,6 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         return batch  # no batch augmentation: the dataset normalised each band already
-
-
-def _qualname(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _plain(node: Mapping[str, Any]) -> dict[str, Any]:
