@@ -1,4 +1,4 @@
-"""Fetch the real satellite scenes for ``data=scenes`` (clay_exp/data/scene_files.py); docs/scenes.md.
+"""Fetch the real satellite scenes for ``data=scenes`` (clay_exp/data/scenes/files.py); docs/scenes.md.
 
 python scripts/fetch_scenes.py                 # -> data/scenes/<scene>/, every file SHA-256 checked
 python train.py data=scenes                    # trains on the two Sentinel-2 scenes
@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from clay_exp.data.scene_files import SCENES, ScenesMissingError, fetch_scenes
+from clay_exp.data.scenes.files import SCENES, ScenesMissingError, fetch_scenes
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "data" / "scenes"
 

@@ -34,7 +34,7 @@ def scenes_root(names: tuple[str, ...] | None = None, root: Path = ROOT / "data"
     fail the test saying how to fetch them; with CLAY_EXP_SKIP_SCENES=1 the test skips instead."""
     import os
 
-    from clay_exp.data.scene_files import SKIP_ENV, ScenesMissingError, require_scenes
+    from clay_exp.data.scenes.files import SKIP_ENV, ScenesMissingError, require_scenes
 
     try:
         return require_scenes(root, names)

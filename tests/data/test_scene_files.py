@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from clay_exp.data import scene_files
-from clay_exp.data.scene_files import (
+from clay_exp.data.scenes import files as scene_files
+from clay_exp.data.scenes.files import (
     ARCHIVE_DIR,
     ARCHIVES,
     SCENES,

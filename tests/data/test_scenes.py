@@ -19,8 +19,8 @@ import torch
 from pyproj import Transformer
 from rasterio.crs import CRS
 
-from clay_exp.data.scene_files import SCENES
 from clay_exp.data.scenes import SCENE_DATASETS, SceneDataModule, SceneGridSampler
+from clay_exp.data.scenes.files import SCENES
 from clay_exp.data.time import clay_v1_time
 from clay_exp.train import train
 from tests.helpers import TINY, scenes_root

