@@ -158,7 +158,7 @@ class SpatialEncoding(nn.Module):
     requires_package: ClassVar[str | None] = None
     required_overrides: ClassVar[tuple[str, ...]] = ()
     #: True when `encode` returns exactly Clay v1's location values ``[sin φ, cos φ, sin λ, cos λ]``
-    #: (radians): ``injection=clay_v1`` then packs them unprojected (see clay_exp/models/injection.py).
+    #: (radians): ``injection=clay_v1`` then packs them unprojected (see clay_exp/models/injection/).
     clay_v1_latlon: ClassVar[bool] = False
     search_space: ClassVar[Mapping[str, Knob]] = {"lr_scale": Knob(0.1, 10.0)}
 
