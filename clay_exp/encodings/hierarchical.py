@@ -6,9 +6,10 @@ ancestors at coarser zooms (e.g. z10, z5, z0). An ancestor's vector is shared by
 descendants, so semantics that are truly regional, continental or global are learned once, where they
 are shared.
 
-**Tables.** One per level. A level whose tile count 4^z fits in ``max_rows`` is a dense table (row =
-y·2^z + x); a deeper level is a hashed table of ``max_rows`` rows (row = hash(y·2^z + x) mod max_rows,
-a spatial hash as in multiresolution hash encodings), so parameter memory stays flat at any zoom.
+**Tables.** One per level (`TileTable`, in `clay_exp.encodings.tile_tables`). A level whose tile
+count 4^z fits in ``max_rows`` is a dense table (row = y·2^z + x); a deeper level is a hashed table
+of ``max_rows`` rows (row = hash(y·2^z + x) mod max_rows, a spatial hash as in multiresolution hash
+encodings), so parameter memory stays flat at any zoom.
 Distinct tiles collide: among N distinct tiles in use at a hashed level, the expected share that
 shares its row with another is ``1 - (1 - 1/max_rows)^(N-1)`` (`expected_collision_rate`; ≈ N/max_rows
 for N ≪ max_rows). Measured on uniformly sampled points this matches the formula (tests,
@@ -68,7 +69,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from clay_exp.encodings.base import Knob, MercatorLatitudeClamp, SpatialEncoding
-from clay_exp.hashing import hash_ints
+from clay_exp.encodings.tile_tables import TileTable, level_share_factor
 from clay_exp.tiles import check_zoom, tile_chain
 
 log = logging.getLogger(__name__)
@@ -82,64 +83,10 @@ UNSEEN_ROWS_CHOICES = ("keep", "zero")
 ROW_RULES = ("batch_count", "observed")
 
 
-def level_share_factor(rule: str, zoom: int, max_zoom: int, floor: float) -> float:
-    """The static factor of level `zoom` under `rule`: count 4^-(max_zoom-zoom), sqrt_count 2^-(...),
-    floored at `floor`; 1 for ``none``, ``batch_count`` and ``observed`` (whose factor is per row)."""
-    dz = max_zoom - zoom
-    factor = {"count": 4.0**-dz, "sqrt_count": 2.0**-dz}.get(rule, 1.0)
-    return max(floor, factor)
-
-
 def _choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not one of {list(choices)}")
     return value
-
-
-class TileTable(nn.Module):
-    """Embedding rows for the tiles of one zoom level: dense when 4^zoom <= max_rows, hashed otherwise."""
-
-    def __init__(self, zoom: int, dim: int, max_rows: int, init_std: float, track_hits: bool = False) -> None:
-        super().__init__()
-        self.zoom = zoom
-        self.num_tiles = 4**zoom
-        self.hashed = self.num_tiles > max_rows
-        self.num_rows = max_rows if self.hashed else self.num_tiles
-        self.embedding = nn.Embedding(self.num_rows, dim)
-        if init_std > 0:
-            nn.init.trunc_normal_(self.embedding.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
-        else:  # every row starts equal: a tile no training chip reaches stays neutral (see init_std)
-            nn.init.zeros_(self.embedding.weight)
-        #: Training chips that reached each row (only when a rule needs it: keeps old checkpoints loading).
-        #: Integers, so that casting the model (``.half()``, bf16-true precision) cannot round them.
-        self.hits: Tensor | None
-        self.register_buffer("hits", torch.zeros(self.num_rows, dtype=torch.long) if track_hits else None)
-
-    def rows(self, x: Tensor, y: Tensor) -> Tensor:
-        """Row index of each tile (x, y) at this level: its dense index y·2^z + x, hashed if the table is."""
-        tile = (y << self.zoom) | x
-        # One key, not (x, y, z): a third of the hashing work, and each level has its own table anyway.
-        return hash_ints(tile) % self.num_rows if self.hashed else tile
-
-    def row_counts(self, rows: Tensor, dtype: torch.dtype) -> Tensor:
-        """For each entry of `rows`, how many entries of `rows` name the same row (no host sync)."""
-        counts = torch.zeros(self.num_rows, dtype=dtype, device=rows.device)
-        return counts.index_add_(0, rows, torch.ones_like(rows, dtype=dtype))[rows]
-
-    def collision_rate(self, x: Tensor, y: Tensor) -> float:
-        """Share of the distinct tiles among (x, y) whose row is shared with another distinct tile."""
-        tiles = torch.unique(torch.stack([x, y], dim=-1), dim=0)
-        if len(tiles) == 0:
-            return 0.0
-        rows = self.rows(tiles[:, 0], tiles[:, 1])
-        return float((self.row_counts(rows, torch.float64) > 1).double().mean())
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        return self.embedding(self.rows(x, y))
-
-    def extra_repr(self) -> str:
-        kind = "hashed" if self.hashed else "dense"
-        return f"zoom={self.zoom}, {kind}, rows={self.num_rows}, tiles={self.num_tiles}"
 
 
 class HierarchicalTileEncoding(SpatialEncoding):

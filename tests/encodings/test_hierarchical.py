@@ -15,7 +15,8 @@ import mercantile
 import pytest
 import torch
 
-from clay_exp.encodings.hierarchical import HierarchicalTileEncoding, level_share_factor
+from clay_exp.encodings.hierarchical import HierarchicalTileEncoding
+from clay_exp.encodings.tile_tables import level_share_factor
 from clay_exp.hashing import hash_ints
 from clay_exp.module import MAELightningModule
 from clay_exp.tiles import MERCATOR_MAX_LAT
