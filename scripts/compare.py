@@ -33,7 +33,8 @@ from clay_exp.report import (
     write_report,
 )
 from clay_exp.report.reliance import attach_probe_metrics
-from clay_exp.report.tuning import tuning_from_folder, tuning_from_runs, tuning_markdown, write_tuning
+from clay_exp.report.tuning import tuning_from_folder, tuning_from_runs
+from clay_exp.report.tuning_markdown import tuning_markdown, write_tuning
 from clay_exp.tuning.plan import PLAN_FILE
 
 

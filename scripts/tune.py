@@ -17,7 +17,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from clay_exp.report.tuning import tuning_from_folder, write_tuning
+from clay_exp.report.tuning import tuning_from_folder
+from clay_exp.report.tuning_markdown import write_tuning
 from clay_exp.tuning.estimate import (
     StepTime,
     measure_step_time,

@@ -10,20 +10,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from clay_exp.report.compare import Comparison
+from clay_exp.report.format import fmt, fmt_p
+from clay_exp.report.metric import Metric
+from clay_exp.report.reliance_markdown import reliance_markdown
 from clay_exp.report.runs import Run
 from clay_exp.report.stats import Summary
-from clay_exp.report.table import Comparison, Metric, Row, Section
+from clay_exp.report.study_markdown import study_markdown
+from clay_exp.report.table import Row, Section
 
 #: The longest "why" a table cell shows (the full error is in runs.csv).
 WHY_CHARS = 300
-
-
-def _fmt(x: float | None, digits: int = 4) -> str:
-    return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
-
-
-def _fmt_p(p: float) -> str:
-    return "n/a" if not math.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
 def _cell(stat: Summary | None, completed: int) -> str:
@@ -31,8 +28,8 @@ def _cell(stat: Summary | None, completed: int) -> str:
         return "—"
     n = "" if stat.n == completed else f" (n={stat.n})"
     if stat.n < 2:
-        return f"{_fmt(stat.mean)} (1 run, no CI){n}"
-    return f"{_fmt(stat.mean)} ± {_fmt(stat.half_width)}{n}"
+        return f"{fmt(stat.mean)} (1 run, no CI){n}"
+    return f"{fmt(stat.mean)} ± {fmt(stat.half_width)}{n}"
 
 
 def _runs_cell(row: Row, primary: Metric) -> str:
@@ -132,11 +129,11 @@ def _tests_markdown(section: Section, pct: str, alpha: float) -> list[str]:
         lines += ["", "| metric | better | worse | Δ | Δ CI | seeds | p | p (Holm) | significant |"]
         lines.append("|---|---|---|---:|---|---:|---:|---:|---|")
         for t in section.tests:
-            ci = "—" if t.n < 2 else f"[{_fmt(t.diff.ci_low)}, {_fmt(t.diff.ci_high)}]"
+            ci = "—" if t.n < 2 else f"[{fmt(t.diff.ci_low)}, {fmt(t.diff.ci_high)}]"
             verdict = "**yes**" if t.significant else ("n/a (< 2 seeds)" if t.n < 2 else "no")
             lines.append(
-                f"| {t.metric.key} | `{t.better}` | `{t.worse}` | {_fmt(t.diff.mean)} | {ci} | {t.n} | "
-                f"{_fmt_p(t.p)} | {_fmt_p(t.p_holm)} | {verdict} |"
+                f"| {t.metric.key} | `{t.better}` | `{t.worse}` | {fmt(t.diff.mean)} | {ci} | {t.n} | "
+                f"{fmt_p(t.p)} | {fmt_p(t.p_holm)} | {verdict} |"
             )
         lines.append("")
     return lines
@@ -171,8 +168,6 @@ def to_markdown(comparison: Comparison) -> str:
         parts.append("From " + ", ".join(f"`{s}`" for s in comparison.sources) + f" ({n} runs).")
     parts.append(comparison.description)
     if comparison.studies:  # the declared studies first, their tables below as exploratory
-        from clay_exp.report.study_markdown import study_markdown  # it builds on this module
-
         parts += [study_markdown(r, comparison.confidence) for r in comparison.studies]
     studied = {id(r.section) for r in comparison.studies}
     parts += [
@@ -180,8 +175,6 @@ def to_markdown(comparison: Comparison) -> str:
         for s in comparison.sections
     ]
     if comparison.reliance:  # per arm: reliance, robustness, prior, probe (clay_exp.report.reliance)
-        from clay_exp.report.reliance_markdown import reliance_markdown  # it builds on this module
-
         parts += [reliance_markdown(t, comparison.confidence) for t in comparison.reliance]
     if comparison.unreadable:
         heading = "## Runs that could not be read (in no table)"

@@ -11,8 +11,10 @@ import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 
+from clay_exp.report.compare import Comparison
+from clay_exp.report.metric import Metric
 from clay_exp.report.runs import metric_curve
-from clay_exp.report.table import Comparison, Metric, Section
+from clay_exp.report.table import Section
 
 
 def _colors(comparison: Comparison) -> dict[str, Any]:

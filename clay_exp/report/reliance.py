@@ -26,9 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clay_exp.report.runs import Run
+from clay_exp.report.metric import Metric
+from clay_exp.report.runs import Run, per_seed
 from clay_exp.report.stats import Summary, mean_ci
-from clay_exp.report.table import Metric, Row, Section, _per_seed
+from clay_exp.report.table import Row, Section
 
 #: The file the embedding probe writes into each run folder (`clay_exp.probe.embeddings`).
 PROBE_FILE = "embedding_probe.json"
@@ -123,11 +124,11 @@ def reliance_table(section: Section, baseline: str, confidence: float = 0.95) ->
             table.unpaired.append(row.label)
         cells = {}
         for m in measures:
-            own = _per_seed(row.runs, Metric(m.metric))
+            own = per_seed(row.runs, Metric(m.metric))
             if m.versus is not None:
                 if base is None:
                     continue
-                other = _per_seed(base.runs, Metric(m.versus))
+                other = per_seed(base.runs, Metric(m.versus))
                 values = [own[s] - other[s] for s in sorted(own.keys() & other.keys())]
             else:
                 values = list(own.values())

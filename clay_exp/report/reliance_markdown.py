@@ -3,7 +3,7 @@ the location prior, the embedding probe; one table each, per section, mean ± in
 
 from __future__ import annotations
 
-from clay_exp.report.markdown import _fmt
+from clay_exp.report.format import fmt
 from clay_exp.report.reliance import Measure, RelianceTable
 from clay_exp.report.stats import Summary
 
@@ -15,8 +15,8 @@ def _cell(s: Summary | None) -> str:
     if s is None:
         return "—"
     if s.n < 2:
-        return f"{_fmt(s.mean)} (1 run)"
-    return f"{_fmt(s.mean)} ± {_fmt(s.half_width)} (n={s.n})"
+        return f"{fmt(s.mean)} (1 run)"
+    return f"{fmt(s.mean)} ± {fmt(s.half_width)} (n={s.n})"
 
 
 def _heading(m: Measure, baseline: str) -> str:

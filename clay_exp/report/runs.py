@@ -11,19 +11,18 @@ Hydra puts things is named once, in `HYDRA`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
 from clay_exp.files import find_below
+from clay_exp.report.metric import Metric
 from clay_exp.results import RESULTS_FILE, RunRecord, UnreadableRecordError, find_result_files
-
-if TYPE_CHECKING:
-    from clay_exp.report.table import Metric
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +78,16 @@ class Run:
 
     def usable(self, metric: Metric) -> bool:
         return self.status == "completed" and metric.key in self.metrics
+
+
+def per_seed(runs: Iterable[Run], metric: Metric) -> dict[int, float]:
+    """`metric` of the usable runs by seed (the mean if a seed ran twice): how every part of the
+    report pairs runs."""
+    by_seed: dict[int, list[float]] = {}
+    for r in runs:
+        if r.usable(metric) and r.seed is not None:
+            by_seed.setdefault(r.seed, []).append(r.metrics[metric.key])
+    return {s: float(np.mean(v)) for s, v in by_seed.items()}
 
 
 def run_from_record(path: Path, record: RunRecord) -> Run:

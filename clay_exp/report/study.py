@@ -1,4 +1,5 @@
-"""A pre-registered study: its declaration (the ``study`` node of the runs' config) and its analysis.
+"""A pre-registered study's analysis (its declaration, the ``study`` node of the runs' config, is
+`clay_exp.report.study_declaration`).
 
 A study experiment declares, before anything is trained, the question, what it measures (efficiency
 at the training budget, or information at convergence), a baseline and yardstick arms, and a *small*
@@ -33,89 +34,17 @@ import numpy as np
 
 from clay_exp.design.power import min_detectable_difference
 from clay_exp.report.bootstrap import RESAMPLES, RNG_SEED, GapEstimate, gap_closed, spearman_ci
-from clay_exp.report.runs import Run
+from clay_exp.report.metric import Metric
+from clay_exp.report.runs import Run, per_seed
 from clay_exp.report.stats import Summary, holm, mean_ci, paired_t_test
-from clay_exp.report.table import Metric, Section, _per_seed
+from clay_exp.report.study_declaration import Declared, Study
+from clay_exp.report.table import Section
 
 if TYPE_CHECKING:
     from clay_exp.design.floors import FloorReport
 
-#: What a study may measure, as the report says it.
-MEASURES = {
-    "budget": "efficiency at this training budget (who learns fastest), not information at convergence",
-    "convergence": "information at convergence (what location can add once training has converged)",
-}
-#: The directions a declared comparison may expect (lower loss is better).
-EXPECTS = ("a<b", "a>b")
 #: Power at which the minimum detectable difference is computed.
 TARGET_POWER = 0.8
-
-
-@dataclass(frozen=True)
-class Declared:
-    """One pre-registered comparison: L_a − L_b on `metric`, expected negative (``a<b``) or positive."""
-
-    a: str
-    b: str
-    metric: str
-    expect: str
-
-    @property
-    def sign(self) -> int:
-        return -1 if self.expect == "a<b" else 1
-
-
-@dataclass
-class Study:
-    """The ``study`` node of a study experiment's config (see docs/head_to_head.md, "The report")."""
-
-    name: str
-    question: str
-    measures: str
-    baseline: str | None
-    yardsticks: list[str]
-    metrics: list[str]
-    alpha: float
-    comparisons: list[Declared]
-    predicted_ranking: dict[str, list[str]] = field(default_factory=dict)
-
-    @classmethod
-    def from_config(cls, node: dict[str, Any]) -> Study:
-        """Parse and check a ``study`` node; a ValueError says what is wrong with it."""
-        if not isinstance(node, dict):
-            raise ValueError(f"study must be a mapping, got {type(node).__name__}")
-        measures = str(node.get("measures", ""))
-        if measures not in MEASURES:
-            raise ValueError(f"study.measures={measures!r} must be one of {list(MEASURES)}")
-        alpha = float(node.get("alpha", 0.05))
-        if not 0 < alpha < 1:
-            raise ValueError(f"study.alpha={alpha!r} must lie strictly between 0 and 1")
-        metrics = [str(m) for m in node.get("metrics") or []]
-        comparisons = []
-        for i, c in enumerate(node.get("comparisons") or []):
-            missing = [k for k in ("a", "b", "metric", "expect") if c.get(k) is None]
-            if missing:
-                raise ValueError(f"study.comparisons[{i}] lacks {missing}: {c!r}")
-            if str(c["expect"]).replace(" ", "") not in EXPECTS:
-                raise ValueError(f"study.comparisons[{i}].expect={c['expect']!r} must be one of {EXPECTS}")
-            comparisons.append(
-                Declared(str(c["a"]), str(c["b"]), str(c["metric"]), str(c["expect"]).replace(" ", ""))
-            )
-        if not comparisons:
-            raise ValueError("study.comparisons is empty: a study declares the comparisons it tests")
-        ranking = node.get("predicted_ranking") or {}
-        baseline = node.get("baseline")
-        return cls(
-            name=str(node.get("name", "study")),
-            question=str(node.get("question", "")),
-            measures=measures,
-            baseline=None if baseline is None else str(baseline),
-            yardsticks=[str(y) for y in node.get("yardsticks") or []],
-            metrics=metrics or list(dict.fromkeys(c.metric for c in comparisons)),
-            alpha=alpha,
-            comparisons=comparisons,
-            predicted_ranking={str(k): [str(a) for a in v] for k, v in ranking.items()},
-        )
 
 
 @dataclass
@@ -231,7 +160,7 @@ def _arms(section: Section) -> dict[str, list[Run]]:
 
 def _paired(arms: dict[str, list[Run]], names: Sequence[str], metric: str) -> tuple[list[int], np.ndarray]:
     """Seeds at which every arm of `names` has `metric`, and the values (seeds, arms)."""
-    per = [_per_seed(arms.get(a, []), Metric(metric)) for a in names]
+    per = [per_seed(arms.get(a, []), Metric(metric)) for a in names]
     seeds = sorted(set.intersection(*(set(p) for p in per))) if per else []
     return seeds, np.array([[p[s] for p in per] for s in seeds], dtype=float).reshape(len(seeds), len(names))
 
@@ -247,7 +176,7 @@ def declared_tests(study: Study, arms: dict[str, list[Run]], confidence: float =
     k = len(study.comparisons)
     out = []
     for c in study.comparisons:
-        absent = [a for a in (c.a, c.b) if not _per_seed(arms.get(a, []), Metric(c.metric))]
+        absent = [a for a in (c.a, c.b) if not per_seed(arms.get(a, []), Metric(c.metric))]
         seeds, values = _paired(arms, [c.a, c.b], c.metric)
         diffs = values[:, 0] - values[:, 1]
         diff, p = mean_ci(diffs, confidence), paired_t_test(diffs)
@@ -283,7 +212,7 @@ def gaps(
         for yard in (y for y in study.yardsticks if y in arms and y != base):
             for arm in (a for a in arms if a not in (base, yard)):
                 seeds, v = _paired(arms, [base, arm, yard], metric)
-                if not seeds and not _per_seed(arms[arm], Metric(metric)):
+                if not seeds and not per_seed(arms[arm], Metric(metric)):
                     continue  # the arm has no value of this metric at all
                 est = gap_closed(v[:, 0], v[:, 1], v[:, 2], confidence, resamples, seed)
                 out.append(Gap(arm, metric, base, yard, est))
@@ -299,8 +228,8 @@ def ranking_check(
     seed: int = RNG_SEED,
 ) -> RankingCheck | None:
     """Predicted vs observed order of the arms that ran (None if fewer than two of them did)."""
-    present = [a for a in dict.fromkeys(predicted) if _per_seed(arms.get(a, []), Metric(metric))]
-    ran = [a for a in arms if _per_seed(arms[a], Metric(metric))]
+    present = [a for a in dict.fromkeys(predicted) if per_seed(arms.get(a, []), Metric(metric))]
+    ran = [a for a in arms if per_seed(arms[a], Metric(metric))]
     unpredicted = [a for a in ran if a not in present]
     if len(present) < 2:
         return None

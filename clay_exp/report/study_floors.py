@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from clay_exp.design.floors import Floor, FloorReport
+from clay_exp.report.compare import Comparison
+from clay_exp.report.metric import Metric
+from clay_exp.report.runs import per_seed
 from clay_exp.report.study import StudyResult
-from clay_exp.report.table import Comparison, Metric, _per_seed
 from clay_exp.results import write_json_atomic
 
 #: Monte-Carlo chips and posterior draws of the hierarchical floors in the report, and their seed.
@@ -137,7 +139,7 @@ def floor_distances(
     out = []
     for metric in result.study.metrics:
         for row in result.section.rows:
-            values = list(_per_seed(row.runs, Metric(metric)).values())
+            values = list(per_seed(row.runs, Metric(metric)).values())
             if values:
                 mean = float(sum(values) / len(values))
                 dist = {name: mean - f if math.isfinite(f) else math.nan for name, f in floors.items()}

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 
 from clay_exp.design.floors import estimators
-from clay_exp.report.markdown import _fmt, _fmt_p
-from clay_exp.report.study import MEASURES, TARGET_POWER, Budget, RankingCheck, StudyResult
+from clay_exp.report.format import fmt, fmt_p
+from clay_exp.report.study import TARGET_POWER, Budget, RankingCheck, StudyResult
+from clay_exp.report.study_declaration import MEASURES
 from clay_exp.report.study_floors import floor_distances
 
 
@@ -34,7 +35,7 @@ def _budget_line(budget: Budget | None) -> str:
 
 
 def _ci(lo: float, hi: float) -> str:
-    return "—" if not (math.isfinite(lo) and math.isfinite(hi)) else f"[{_fmt(lo)}, {_fmt(hi)}]"
+    return "—" if not (math.isfinite(lo) and math.isfinite(hi)) else f"[{fmt(lo)}, {fmt(hi)}]"
 
 
 def _declared(result: StudyResult, pct: str) -> list[str]:
@@ -52,8 +53,8 @@ def _declared(result: StudyResult, pct: str) -> list[str]:
         c = t.comparison
         holds = "—" if not math.isfinite(t.diff.mean) else ("yes" if t.holds else "no")
         lines.append(
-            f"| {i} | `{c.a}` | `{c.b}` | {c.metric} | {c.expect} | {t.n} | {_fmt(t.diff.mean)} | "
-            f"{_ci(t.diff.ci_low, t.diff.ci_high)} | {_fmt_p(t.p)} | {_fmt_p(t.p_holm)} | {_fmt(t.mdd)} | "
+            f"| {i} | `{c.a}` | `{c.b}` | {c.metric} | {c.expect} | {t.n} | {fmt(t.diff.mean)} | "
+            f"{_ci(t.diff.ci_low, t.diff.ci_high)} | {fmt_p(t.p)} | {fmt_p(t.p_holm)} | {fmt(t.mdd)} | "
             f"{holds} | {t.verdict} |"
         )
     lines += [
@@ -83,12 +84,12 @@ def _gaps(result: StudyResult, pct: str) -> list[str]:
     for g in result.gaps:
         e = g.estimate
         if e.n < 2:
-            cells = [_fmt(e.gap, 2) if math.isfinite(e.gap) else "—", "n/a (< 2 paired seeds)", "—"]
+            cells = [fmt(e.gap, 2) if math.isfinite(e.gap) else "—", "n/a (< 2 paired seeds)", "—"]
         elif not e.established:
             den = e.denominator
             cells = [
                 "gap not established",
-                f"L_{g.baseline} − L_{g.yardstick} = {_fmt(den.mean)} {_ci(den.ci_low, den.ci_high)}",
+                f"L_{g.baseline} − L_{g.yardstick} = {fmt(den.mean)} {_ci(den.ci_low, den.ci_high)}",
                 "—",
             ]
         else:
@@ -118,7 +119,7 @@ def _ranking(check: RankingCheck, pct: str) -> list[str]:
     order = " < ".join(f"`{a}`" for a in check.predicted)
     seen = " < ".join(f"`{a}`" for a in check.observed)
     lines = [
-        f"**{check.metric}**: Spearman ρ = {_fmt(check.rho, 2)} {_ci_2(check.ci_low, check.ci_high)} over "
+        f"**{check.metric}**: Spearman ρ = {fmt(check.rho, 2)} {_ci_2(check.ci_low, check.ci_high)} over "
         f"{len(check.predicted)} arms and {check.n} seeds common to all.",
         "",
         f"- predicted (lowest loss first): {order}",
@@ -140,7 +141,7 @@ def _ranking(check: RankingCheck, pct: str) -> list[str]:
             sure = math.isfinite(f.diff.ci_low) and f.diff.ci_low > 0
             ci = _ci(f.diff.ci_low, f.diff.ci_high)
             lines.append(
-                f"| `{f.better}` | `{f.worse}` | {_fmt(f.diff.mean)} | {ci} | {'yes' if sure else 'no'} |"
+                f"| `{f.better}` | `{f.worse}` | {fmt(f.diff.mean)} | {ci} | {'yes' if sure else 'no'} |"
             )
     else:
         lines.append("No failed prediction: every predicted pair is in the predicted order.")
@@ -170,8 +171,8 @@ def _floors(result: StudyResult) -> list[str]:
     ]
     for f in report.floors:
         known = "—" if f.known_levels is None else ",".join(f"z{z}" for z in f.known_levels) or "∅"
-        closed = "—" if f.raw_closed is None else _fmt(f.raw_closed)
-        lines.append(f"| {f.name} | {known} | {_fmt(f.loss_mc)} ± {_fmt(f.loss_mc_se)} | {closed} |")
+        closed = "—" if f.raw_closed is None else fmt(f.raw_closed)
+        lines.append(f"| {f.name} | {known} | {fmt(f.loss_mc)} ± {fmt(f.loss_mc_se)} | {closed} |")
     distances = floor_distances(result)
     if distances:
         names = list(distances[0].distance)
@@ -185,8 +186,8 @@ def _floors(result: StudyResult) -> list[str]:
             "|---|---|---:|" + "---:|" * len(names),
         ]
         for d in distances:
-            cells = " | ".join(_fmt(d.distance[n]) for n in names)
-            lines.append(f"| `{d.arm}` | {d.metric} | {_fmt(d.learned)} | {cells} |")
+            cells = " | ".join(fmt(d.distance[n]) for n in names)
+            lines.append(f"| `{d.arm}` | {d.metric} | {fmt(d.learned)} | {cells} |")
     return [*lines, ""]
 
 

@@ -1,11 +1,12 @@
-"""The per-encoding table: `compare` groups runs into sections and rows and computes their numbers.
+"""The per-encoding table: `compare_section` turns the runs of one setting into a `Section`.
 
 A `Section` is one table: the runs of one setting (experiment and world: never pooled). A `Row` is one
 encoding (and, where it varies in the section, one variant such as the injection: never pooled either)
 with the mean and interval of each `Metric` over its completed seeds, the share of the
 baseline -> yardstick gap it closes, and every pair of rows is tested on every metric
 (`clay_exp.report.stats`). Runs that failed, did not finish or could not be read are listed, never
-averaged in.
+averaged in. `clay_exp.report.compare` builds every section of a sweep, then the studies and the
+reliance tables on them.
 """
 
 from __future__ import annotations
@@ -14,18 +15,14 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from clay_exp.report.runs import UNREADABLE, Run
+from clay_exp.report.metric import Metric
+from clay_exp.report.runs import Run, per_seed
 from clay_exp.report.stats import Summary, holm, mean_ci, paired_t_test
-
-if TYPE_CHECKING:
-    from clay_exp.report.reliance import RelianceTable
-    from clay_exp.report.study import StudyResult
 
 #: Encodings that anchor the "share of the gap closed" column by default: no location at all, and
 #: (on hierarchical_world) the true latent factors.
@@ -43,21 +40,6 @@ IGNORED_CONFIG = (
     "tuning_source",  # where a tuned arm's values came from (the values themselves do count)
     "speed",  # how a run spent its CPU, not what it computed (clay_exp/speed.py)
 )
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A number compared across encodings: a key of each run's `metrics` and its direction."""
-
-    key: str
-    higher_is_better: bool = False
-
-    def better(self, a: float, b: float) -> bool:
-        return a > b if self.higher_is_better else a < b
-
-
-#: The MAE comparison: final val/loss, and the loss on held-out regions when a world logs it.
-LOSS_METRICS = (Metric("val/loss"), Metric("val_heldout/loss"))
 
 
 @dataclass
@@ -119,41 +101,6 @@ class Section:
         return " · ".join(f"{k}={v}" for k, v in self.setting.items()) or "all runs"
 
 
-#: What the numbers of an MAE sweep are (a probe or another producer passes its own description).
-LOSS_DESCRIPTION = (
-    "Each value is the mean over seeds of the final weights' score on the fixed validation set "
-    "(val/loss: masked-patch reconstruction MSE of the MAE; val_heldout/loss: the same on regions "
-    "held out of training, where the world has them). Time / step: training time divided by optimizer "
-    "steps (validation included), on the machine that ran the job."
-)
-
-
-@dataclass
-class Comparison:
-    sections: list[Section]
-    sources: list[Path]
-    confidence: float
-    alpha: float
-    title: str = "Encoding comparison"
-    description: str = LOSS_DESCRIPTION
-    #: Runs whose record could not be read and whose setting is unknown (no Hydra files beside it):
-    #: in no section, listed on their own.
-    unreadable: list[Run] = field(default_factory=list)
-    #: The pre-registered studies the runs declare (`clay_exp.report.study`), reported first.
-    studies: list[StudyResult] = field(default_factory=list)
-    #: Reliance, robustness, prior and probe per arm, where the runs logged them (`clay_exp.report.reliance`).
-    reliance: list[RelianceTable] = field(default_factory=list)
-
-
-def _per_seed(runs: Iterable[Run], metric: Metric) -> dict[int, float]:
-    """Metric by seed (the mean if a seed ran twice)."""
-    by_seed: dict[int, list[float]] = {}
-    for r in runs:
-        if r.usable(metric) and r.seed is not None:
-            by_seed.setdefault(r.seed, []).append(r.metrics[metric.key])
-    return {s: float(np.mean(v)) for s, v in by_seed.items()}
-
-
 def _first(values: Iterable[Any]) -> Any:
     return next((v for v in values if v is not None), None)
 
@@ -201,7 +148,7 @@ def _pair_tests(rows: Sequence[Row], metric: Metric, confidence: float, alpha: f
     for a, b in itertools.combinations([r for r in rows if metric.key in r.stats], 2):
         if metric.better(b.stats[metric.key].mean, a.stats[metric.key].mean):
             a, b = b, a
-        sa, sb = _per_seed(a.runs, metric), _per_seed(b.runs, metric)
+        sa, sb = per_seed(a.runs, metric), per_seed(b.runs, metric)
         seeds = sorted(sa.keys() & sb.keys())
         diffs = [(sb[s] - sa[s]) * (-1 if metric.higher_is_better else 1) for s in seeds]
         family.append(
@@ -232,7 +179,7 @@ def _notes(rows: Sequence[Row], primary: Metric, varying: Sequence[str]) -> list
     return notes
 
 
-def _compare_section(
+def compare_section(
     setting: dict[str, str],
     runs: list[Run],
     metrics: Sequence[Metric],
@@ -265,61 +212,3 @@ def _compare_section(
     not_averaged = [r for r in runs if not r.usable(primary)]
     notes = _notes(rows, primary, varying)
     return Section(dict(setting), present, rows, tests, not_averaged, notes, *anchors)
-
-
-def compare(
-    runs: Sequence[Run],
-    metrics: Sequence[Metric] = LOSS_METRICS,
-    confidence: float = 0.95,
-    alpha: float = 0.05,
-    sources: Sequence[str | Path] = (),
-    title: str = "Encoding comparison",
-    description: str = LOSS_DESCRIPTION,
-    baseline: str = BASELINE,
-    yardstick: str = YARDSTICK,
-    resamples: int = 2000,
-) -> Comparison:
-    """Rank encodings on `metrics` (the first decides the order; the others show where present).
-
-    Runs of different `Run.setting` go to different sections, runs of different `Run.variant` (e.g.
-    the injection) to different rows. Where a section has a `baseline` and a `yardstick` row of the
-    same variant, each row gets the share of the gap between them it closes,
-    (L_baseline − L_row) / (L_baseline − L_yardstick): 0 as good as the baseline, 1 as the yardstick.
-    Sections whose runs carry a ``study`` node also get its analysis (`Comparison.studies`; the
-    bootstraps draw `resamples` resamples).
-    """
-    from clay_exp.report.reliance import reliance_tables  # both build on this module's Section
-    from clay_exp.report.study import analyse_studies
-
-    if not runs:
-        raise ValueError("compare() needs at least one run")
-    if not metrics:
-        raise ValueError("compare() needs at least one Metric")
-    if not 0 < confidence < 1 or not 0 < alpha < 1:
-        raise ValueError(f"confidence={confidence!r} and alpha={alpha!r} must lie strictly between 0 and 1")
-    if baseline == yardstick:
-        raise ValueError(f"baseline and yardstick are both {baseline!r}: the gap between them is empty")
-    settings: dict[tuple[tuple[str, str], ...], list[Run]] = {}
-    unplaced = []
-    for r in runs:
-        if r.status == UNREADABLE and not r.setting:
-            unplaced.append(r)
-        else:
-            settings.setdefault(tuple(r.setting.items()), []).append(r)
-    sections = [
-        _compare_section(dict(key), group, metrics, confidence, alpha, (baseline, yardstick))
-        for key, group in sorted(settings.items())
-    ]
-    studies = analyse_studies(sections, confidence, resamples)
-    reliance = reliance_tables(sections, baseline, confidence)
-    return Comparison(
-        sections,
-        [Path(s) for s in sources],
-        confidence,
-        alpha,
-        title,
-        description,
-        unplaced,
-        studies,
-        reliance,
-    )

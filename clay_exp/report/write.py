@@ -12,11 +12,11 @@ from typing import Any
 
 import pandas as pd
 
+from clay_exp.report.compare import Comparison
 from clay_exp.report.markdown import to_markdown
 from clay_exp.report.plots import plot_declared, plot_final, plot_loss_curves
 from clay_exp.report.reliance import reliance_columns
 from clay_exp.report.runs import Run
-from clay_exp.report.table import Comparison
 
 
 def comparison_frame(comparison: Comparison) -> pd.DataFrame:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import csv
 
 from clay_exp.encodings.base import Knob
-from clay_exp.report.tuning import TUNING_CSV, TUNING_PLOT, ArmTuning, tuning_markdown, write_tuning
+from clay_exp.report.tuning import TUNING_CSV, TUNING_PLOT, ArmTuning
+from clay_exp.report.tuning_markdown import tuning_markdown, write_tuning
 from clay_exp.tuning.record import UNTUNED
 
 

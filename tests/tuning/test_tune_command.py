@@ -13,7 +13,8 @@ import pytest
 
 from clay_exp.config import CONFIG_DIRS_ENV, compose_config
 from clay_exp.report import load_runs
-from clay_exp.report.tuning import TUNING_PLOT, tuning_from_folder, tuning_from_runs, write_tuning
+from clay_exp.report.tuning import TUNING_PLOT, tuning_from_folder, tuning_from_runs
+from clay_exp.report.tuning_markdown import write_tuning
 from clay_exp.results import read_results
 from clay_exp.train import train
 from clay_exp.tuning.plan import make_plan
