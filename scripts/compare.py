@@ -7,9 +7,9 @@ declared.png, declared.csv, gaps.csv and the cached floors (floors-<key>.json); 
 tuning, a tuning section (tuning.md/.csv, tuning_best_so_far.png, appended to comparison.md). Runs
 that logged the location-reliance measures (and whose folders hold an ``embedding_probe.json`` from
 scripts/probe_embeddings.py) also get reliance, robustness, prior and probe tables (docs/reliance.md).
-The logic lives in the package clay_exp.report, shared with the notebook; this is only its command
-line. A ``results.json`` that cannot be read is listed in the report with its parse error (and
-warned about here); it never stops the report of the others.
+The logic lives in the package clay_exp.report (clay_exp/report/build.py runs it end to end), shared
+with the notebook; this is only its command line. A ``results.json`` that cannot be read is listed
+in the report with its parse error (and warned about here); it never stops the report of the others.
 """
 
 from __future__ import annotations
@@ -20,22 +20,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from clay_exp.report import (
-    BASELINE,
-    FLOOR_CHIPS,
-    LOSS_METRICS,
-    UNREADABLE,
-    YARDSTICK,
-    attach_floors,
-    compare,
-    load_runs,
-    to_markdown,
-    write_report,
-)
-from clay_exp.report.reliance import attach_probe_metrics
-from clay_exp.report.tuning import tuning_from_folder, tuning_from_runs
-from clay_exp.report.tuning_markdown import tuning_markdown, write_tuning
-from clay_exp.tuning.plan import PLAN_FILE
+from clay_exp.report.build import analyse_sweeps, write_sweep_report
+from clay_exp.report.study_floors import FLOOR_CHIPS
+from clay_exp.report.table import BASELINE, YARDSTICK
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -96,21 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The report's warnings (an unreadable metrics.csv, ...) on stderr, one line each.
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     try:
-        runs = load_runs(*args.dirs)
-        for problem in attach_probe_metrics(runs):  # the embedding probe's per-run files, where present
-            print(f"warning: embedding probe left out: {problem}", file=sys.stderr)
-        encodings = sorted({r.encoding for r in runs})
-        for flag, name in (("--baseline", args.baseline), ("--yardstick", args.yardstick)):
-            if name is not None and name not in encodings:  # a typo would silently drop the column
-                raise ValueError(f"{flag}={name!r} ran in none of these sweeps; encodings: {encodings}")
-        comparison = compare(
-            runs,
-            LOSS_METRICS,
-            args.confidence,
-            args.alpha,
-            sources=args.dirs,
-            baseline=args.baseline or BASELINE,
-            yardstick=args.yardstick or YARDSTICK,
+        report = analyse_sweeps(
+            args.dirs,
+            confidence=args.confidence,
+            alpha=args.alpha,
+            baseline=args.baseline,
+            yardstick=args.yardstick,
             resamples=args.resamples,
         )
         if args.floor_chips < 2 or args.resamples < 1:
@@ -120,26 +98,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     out_dir = args.out or args.dirs[0]
-    if comparison.studies and args.floors is not False:
-        attach_floors(comparison, out_dir, chips=args.floor_chips, floors_json=args.floors_json)
-    for run in runs:
-        if run.status == UNREADABLE:
-            print(f"warning: left out of the report, unreadable: {run.error}", file=sys.stderr)
-    written = write_report(comparison, runs, out_dir)
-    # the study's tuning, arm by arm (issue 18): from the runs' records, or a tuning folder itself
-    tuning = tuning_from_runs(runs) + [
-        s for d in args.dirs if (d / PLAN_FILE).is_file() for s in tuning_from_folder(d)
-    ]
-    written |= write_tuning(tuning, out_dir, append_to=written.get("comparison.md"))
-    print(to_markdown(comparison) + ("\n" + tuning_markdown(tuning) if tuning else ""))
-    left_out = sum(len(s.not_averaged) for s in comparison.sections) + len(comparison.unreadable)
-    if left_out:
+    write_sweep_report(report, args.dirs, out_dir, args.floors, args.floor_chips, args.floors_json)
+    print(report.markdown())
+    if report.left_out:
         print(
-            f"\n{left_out} run(s) failed or did not finish (or could not be read): listed in the "
+            f"\n{report.left_out} run(s) failed or did not finish (or could not be read): listed in the "
             "report, not averaged.",
             file=sys.stderr,
         )
-    print("\nWrote " + ", ".join(str(p) for p in written.values()), file=sys.stderr)
+    print("\nWrote " + ", ".join(str(p) for p in report.written.values()), file=sys.stderr)
     return 0
 
 

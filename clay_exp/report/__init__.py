@@ -21,7 +21,9 @@ One concern per module, in layers: each imports only modules of the layers befor
   `study_markdown`, `reliance_markdown`, `tuning_markdown` (with the tuning files), `markdown`
   (the report as text: `to_markdown`, `section_markdown`), `plots` (`plot_loss_curves`,
   `plot_final`, `plot_declared`), `write` (the files: `write_report`, `comparison_frame`,
-  `runs_frame`, `declared_frame`, `gaps_frame`).
+  `runs_frame`, `declared_frame`, `gaps_frame`);
+* on top, `build` (`analyse_sweeps`, then `write_sweep_report`): the one module that runs the
+  analysis, then the presentation (scripts/compare.py is its command line).
 
 Statistics (stated in the report too): per encoding the mean over seeds with a Student-t 95 %
 interval; between two encodings a two-sided paired t-test on the per-seed differences, with
