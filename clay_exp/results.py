@@ -8,7 +8,8 @@ On a full disk the run's record is written into space reserved at its start (`Sp
 
 `RunRecord` is the schema. Files written before it existed (no ``schema_version``: version 1) carry
 the same keys and load unchanged; keys this version does not know are kept in ``extra`` and written
-back, so a newer file read by older code loses nothing.
+back, so a newer file read by older code loses nothing. A ``config`` is read with today's class
+paths (`clay_exp.moved_targets`): a class it names that has moved since is renamed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from clay_exp.files import SpaceReserve, atomic_write, find_below
+from clay_exp.moved_targets import current_targets
 
 RESULTS_FILE = "results.json"
 STATUSES = ("running", "completed", "failed", "interrupted")
@@ -124,6 +126,8 @@ class RunRecord:
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         values = {k: v for k, v in payload.items() if k in known and v is not None}
         values.setdefault("schema_version", 1)  # files written before the schema had a version
+        if isinstance(values.get("config"), dict):  # a class its config names may have moved since
+            values["config"] = current_targets(values["config"])
         extra = {k: v for k, v in payload.items() if k not in known}
         return cls(**values, extra=extra)
 
