@@ -2,10 +2,10 @@
 
 `RunSession` is what makes a run safe to leave alone on a cluster:
 
-* **One writer per folder.** An exclusive lock on ``<run>/.lock`` (``flock``: the kernel drops it when
-  the process dies, so a lock is never stale) is taken before anything is written; a second
-  ``train.py`` on the same folder — including ``resume=`` of a run that is still training — is
-  refused with the folder and the owner's pid, host and start time.
+* **One writer per folder.** An exclusive lock on ``<run>/.lock`` (`clay_exp.run_lock`: the kernel
+  drops it when the process dies, so a lock is never stale) is taken before anything is written; a
+  second ``train.py`` on the same folder — including ``resume=`` of a run that is still training —
+  is refused with the folder and the owner's pid, host and start time.
 * **A refused run writes nothing.** The owner's name in ``.lock``, Hydra's ``.hydra/`` files (which
   Hydra itself no longer writes: ``hydra.output_subdir=null``), the record, and the clean-up of a
   killed save's temp files all come after the lock and the resume checks.
@@ -19,17 +19,12 @@
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import math
-import os
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -54,16 +49,12 @@ from clay_exp.resume import (
     restore_metrics,
     safe_name,
 )
+from clay_exp.run_lock import RunLock, utc_now
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = ".lock"
 #: Hydra's job files (config.yaml, hydra.yaml, overrides.yaml), written by the session after its checks.
 HYDRA_SUBDIR = ".hydra"
-
-
-class RunFolderLockedError(RuntimeError):
-    """Another process is writing this run folder."""
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -72,51 +63,6 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(f"received {signal.Signals(signum).name}")
         self.signum = signum
-
-
-class RunLock:
-    """An exclusive, non-blocking ``flock`` on ``<folder>/.lock`` holding the owner's pid and host.
-
-    The file is never deleted (deleting a flock'ed file lets two processes lock two inodes); its
-    content only names the last owner, written by `write_owner` once the run is known to go ahead
-    (a refused run leaves the previous owner's name). Locks held by a dead process vanish with it.
-    """
-
-    def __init__(self, folder: str | Path) -> None:
-        self.path = Path(folder) / LOCK_FILE
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.read(fd, 4096).decode(errors="replace").strip() or "an unknown process"
-            os.close(fd)
-            raise RunFolderLockedError(
-                f"run folder {self.path.parent} is in use by another run ({owner}); "
-                "one writer per folder: wait for it to end, or start a new run (a new folder)"
-            ) from None
-        self._fd = fd
-
-    def write_owner(self) -> None:
-        """Name this process in the lock file (its pid, host, start time) for a refused second run."""
-        assert self._fd is not None, "acquire() first"
-        owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, json.dumps(owner).encode(), 0)
-        os.fsync(self._fd)
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def instantiate_group(cfg: DictConfig | None, **kwargs_by_target: dict[str, Any]) -> list[Any]:
@@ -150,7 +96,7 @@ class RunSession:
             injection=cfg.injection,
             seed=cfg.seed,
             output_dir=str(self.output_dir),
-            started_at=_now(),
+            started_at=utc_now(),
             git=git_state(Path(__file__).resolve().parent),
             config=self.config,
         )
@@ -174,7 +120,7 @@ class RunSession:
                 force = bool(self.cfg.get("resume_force"))
                 self.resume = prepare_resume(self.output_dir, self.config, force=force)
                 self.record.started_at = self.resume.previous.started_at or self.record.started_at
-                self.record.resumed = [*self.resume.previous.resumed, self.resume.entry(_now())]
+                self.record.resumed = [*self.resume.previous.resumed, self.resume.entry(utc_now())]
                 if self.resume.schedule:
                     log.info(
                         "resume: the learning-rate schedule is the run's own (%d steps); steps past "
@@ -310,7 +256,7 @@ class RunSession:
         r.wall_time_s = time.perf_counter() - self._started
         if self.resume is not None:
             r.wall_time_s += self.resume.previous.wall_time_s or 0.0
-        r.finished_at = _now()
+        r.finished_at = utc_now()
         try:
             if self.is_rank_zero:
                 try:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from clay_exp.results import RunRecord, UnreadableRecordError
-from clay_exp.session import RunFolderLockedError, RunLock
+from clay_exp.run_lock import RunFolderLockedError, RunLock
 from clay_exp.tuning.declaration import TuningDeclaration
 from clay_exp.tuning.plan import TuningPlan, override_key
 from clay_exp.tuning.record import SOURCE_KEY
