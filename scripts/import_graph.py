@@ -3,7 +3,7 @@
 Prints every circle of imports in clay_exp (imports inside functions count) and every underscore
 name one module imports from another; exits 1 if there is a circle. ``--dot`` also writes the whole
 graph for Graphviz (``dot -Tsvg f.dot -o imports.svg``), modules on a circle in red. Logic:
-clay_exp/import_graph.py (tests/test_import_graph.py holds the package to it).
+clay_exp/import_graph.py (tests/test_package_shape.py holds the package to it).
 """
 
 from __future__ import annotations
