@@ -1,6 +1,6 @@
 """Power of a paired comparison over seeds, with Holm's adjustment over k declared comparisons.
 
-The report (clay_exp/report.py) tests each pair of encodings with a two-sided paired t-test on the
+The report (clay_exp/report/) tests each pair of encodings with a two-sided paired t-test on the
 per-seed differences and adjusts the p-values with Holm–Bonferroni. Holm's first (smallest) p-value
 is compared with α/k, so in the worst case, one true effect among k comparisons, a difference must
 pass a t-test at level α/k: `critical_t` and `min_detectable_difference` use that level (a
