@@ -93,11 +93,6 @@ def test_the_checker_sees_links_anchors_and_what_is_not_a_link(tmp_path):
     ]
 
 
-@pytest.mark.xfail(
-    reason="README's Speed, 'When a run is interrupted' and 'Location probe' sections move to "
-    "docs/benchmarks.md, docs/reliability.md and docs/probe.md when issues 22, 23 and 20 merge",
-    strict=True,
-)
 def test_the_readme_is_a_guide_of_at_most_400_lines():
     # Issue 21: the README guides and links; the reference lives in docs/.
     assert len((ROOT / "README.md").read_text().splitlines()) <= 400

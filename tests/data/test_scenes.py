@@ -165,6 +165,34 @@ def test_region_split_keeps_every_chip_wholly_in_its_blocks(root):
         small_dm(root, cache=False, split="region", heldout_zoom=17)
 
 
+def test_tuning_sets_share_no_chip_and_no_held_out_block_with_the_reported_sets(root):
+    """stage=tune on real pixels (issue 18): `tune` takes seen grid chips `val` never reads, and
+    `tune_heldout` lies in held-out z14 blocks that `val_heldout` never uses."""
+    settings = {"cache": False, "split": "region", "heldout_zoom": 14, "train_size": 10, "val_size": 500}
+    reported = small_dm(root, tune_heldout_fraction=0.3, **settings)
+    tuning = small_dm(root, tune_heldout_fraction=0.3, eval_sets="tune", **settings)
+    assert tuning.val_set_names == ["tune", "tune_heldout"]
+    reported.setup("fit")
+    tuning.setup("fit")
+    to_lonlat = [Transformer.from_crs(r.crs, "EPSG:4326", always_xy=True) for r in reported.rasters]
+
+    def footprints(sampler):
+        return {(s, x.start, y.start) for s, (x, y, _) in sampler}
+
+    val, tune = footprints(reported.val_sampler), footprints(tuning.tune_sampler)
+    assert len(val) == len(tune) == 500 and not val & tune
+    blocks = {}
+    for name, dm in (("val_heldout", reported), ("tune_heldout", tuning)):
+        queries = list(getattr(dm, f"{name}_sampler"))
+        assert queries, name
+        blocks[name] = {(t.x, t.y) for q in queries for t in corners_tiles(dm, q, to_lonlat)}
+    assert not blocks["val_heldout"] & blocks["tune_heldout"]
+    x, y = map(torch.tensor, zip(*blocks["tune_heldout"], strict=True))
+    assert dm.region.tile_is_heldout(x, y).all()
+    with pytest.raises(ValueError, match=r"fewer than 2 x data.val_size=4000"):
+        small_dm(root, **{**settings, "val_size": 4000}, eval_sets="tune").setup("fit")
+
+
 @pytest.mark.parametrize("bands", [["B02", "B03", "B04", "B08"], "all"])
 def test_validation_grid_is_whole_chips_where_every_band_has_pixels(root, bands):
     dm = small_dm(root, cache=False, band_names=bands, bands=4 if bands != "all" else 13)

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from clay_exp.data.datamodule import WorldDataModule
-from clay_exp.data.geotiff import GeoTiffDataModule
 from clay_exp.data.splits import RegionSplit, make_region_split
 from clay_exp.data.worlds.earth import EarthWorld
 from clay_exp.data.worlds.hierarchical import HierarchicalWorld
@@ -92,5 +91,3 @@ def test_bad_tuning_settings_are_named(tmp_path):
         make_region_split("random", 3, 0.25, 0, 0.2)
     with pytest.raises(ValueError, match=r"data\.eval_sets='test' is not one of \['val', 'tune'\]"):
         WorldDataModule(world=partial(SyntheticWorld), eval_sets="test")
-    with pytest.raises(ValueError, match="GeoTiffDataModule has no tuning chips"):
-        GeoTiffDataModule(paths=str(tmp_path), eval_sets="tune")

@@ -29,6 +29,7 @@ from clay_exp.data.geotiff.chips import RasterChips, make_chip_maker
 from clay_exp.data.geotiff.dataset import GEOTIFF_FOLDER, GeoTiffFolder, make_raster_dataset
 from clay_exp.data.geotiff.files import GeoSlice, band_sources, check_chip_size
 from clay_exp.data.geotiff.samplers import LocationFilteredSampler
+from clay_exp.data.splits import TUNE_SET
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
 
     #: Cache folders are ``<cache_dir>/<cache_prefix>-<key>/``.
     cache_prefix = "geotiff"
+    #: Tuning chips (stage=tune): grid chips of the seen tiles that `val` never reads, and held-out
+    #: tiles of their own (`grid_sampler`); training footprints overlap them as they overlap `val`.
+    serves_tune_sets = True
 
     def __init__(
         self,
@@ -100,8 +104,6 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
         eval_sets: str = "val",
         tune_heldout_fraction: float = 0.0,
     ) -> None:
-        # eval_sets=tune is refused (`SplitDataModule.serves_tune_sets`): random training footprints
-        # and grid validation chips come from the same rasters, with no chips held apart for tuning.
         self.init_split(
             batch_size=batch_size,
             train_size=train_size,
@@ -214,8 +216,24 @@ class GeoTiffDataModule(SplitDataModule, GeoDataModule):
         return LocationFilteredSampler(footprints, self.dataset, self.set_filter(name), length=length)
 
     def grid_sampler(self, name: str) -> LocationFilteredSampler:
-        """Every grid chip (stride = chip) that belongs to val set `name`; ValueError if none."""
+        """Every grid chip (stride = chip) that belongs to val set `name`; ValueError if none.
+
+        ``tune`` (a tuning trial's seen-region set, stage=tune) reads the seen grid chips from the
+        back of the order ``val`` reads from the front, the second half only: no chip of one is a
+        chip of the other while ``val`` keeps to the first half (ValueError when the seen grid has
+        fewer than 2 x ``val_size`` chips). ``tune_heldout`` and ``val_heldout`` lie in different
+        held-out tiles (`clay_exp.data.splits.RegionSplit`)."""
         sampler = self.filtered(self.grid_footprints(), name)
+        if name == TUNE_SET:
+            half = len(sampler.kept) // 2
+            if half < self.val_size:
+                raise ValueError(
+                    f"data.eval_sets=tune: the seen tiles hold {len(sampler.kept)} grid chips, fewer than "
+                    f"2 x data.val_size={self.val_size} (val reads the first half, tune the second): "
+                    "lower data.val_size"
+                )
+            sampler.kept = sampler.kept[half:][::-1]
+            sampler.length = len(sampler.kept)
         if len(sampler) == 0:
             raise ValueError(
                 f"data.split={'region' if self.region else 'random'}: no {name} chip in "
