@@ -16,7 +16,7 @@ SMALL = ["trainer.max_steps=2", "data.train_size=128", "data.val_size=64", "logg
 @pytest.mark.slow
 def test_benchmark_study_times_each_path_and_pairs_the_runs(tmp_path):
     out = tmp_path / "study.json"
-    argv = ["--arms", "none", "hierarchical", "--seeds", "0", "1", "--paths", "eager", "default"]
+    argv = ["--arms", "none", "hierarchical", "--seeds", "0", "--paths", "eager", "default"]
     argv += ["--jobs", "2", "--logs", str(tmp_path / "sweeps"), "--out", str(out), "--extra", *SMALL]
     printed = run_script("benchmark_study.py", *argv, timeout=900)
     report = json.loads(out.read_text())
@@ -25,11 +25,11 @@ def test_benchmark_study_times_each_path_and_pairs_the_runs(tmp_path):
     assert (eager["path"], default["path"]) == ("eager", "default") and eager["ratio"] == 1.0
     assert default["ratio"] == pytest.approx(eager["wall_s"] / default["wall_s"])
     runs = report["runs"]["default"][0]
-    assert sorted(runs) == ["hierarchical-s0", "hierarchical-s1", "none-s0", "none-s1"]
+    assert sorted(runs) == ["hierarchical-s0", "none-s0"]
     # the default path computes bitwise what the plain path computes: every pair equal
     for metric in ("val/loss", "val_heldout/loss"):
         paired = default["paired"][metric]
-        assert paired["n"] == 4 and paired["all_equal"] and paired["max_abs"] == 0.0
+        assert paired["n"] == 2 and paired["all_equal"] and paired["max_abs"] == 0.0
     assert f"| `default` | {default['wall_s']:.1f} |" in printed and "identical" in printed
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -187,19 +188,22 @@ def test_refused_resumes_leave_the_folder_as_it_was(tmp_path):
     err = finish(train_py(f"hydra.run.dir={run}", *SHORT, "trainer.max_steps=4"))
     assert read_results(run)["status"] == "completed", err[-3000:]
     assert (run / ".hydra" / "overrides.yaml").is_file()
-    before = snapshot(run)
+    # A copy of the finished run without its record (copy2 keeps the times the snapshot compares):
+    # both refusals then run side by side.
+    bare = tmp_path / "bare"
+    shutil.copytree(run, bare, copy_function=shutil.copy2)
+    (bare / "results.json").unlink()
+    before = {run: snapshot(run), bare: snapshot(bare)}
     # a changed learning rate: refused, naming the key
-    proc = train_py(f"resume={run}", *SHORT, "trainer.max_steps=8", "model.optimizer.lr=0.01")
-    err = finish(proc)
-    assert proc.returncode == 1 and "model.optimizer.lr: 0.0015 -> 0.01" in err
-    assert snapshot(run) == before  # .hydra/*.yaml, .lock, train.log, the record: untouched
+    changed = train_py(f"resume={run}", *SHORT, "trainer.max_steps=8", "model.optimizer.lr=0.01")
     # no record to compare against: refused unless forced
-    (run / "results.json").unlink()
-    before = snapshot(run)
-    proc = train_py(f"resume={run}", *SHORT, "trainer.max_steps=8", "data.batch_size=8")
-    err = finish(proc)
-    assert proc.returncode == 1 and "has no results.json" in err and "resume_force=true" in err
-    assert snapshot(run) == before
+    unrecorded = train_py(f"resume={bare}", *SHORT, "trainer.max_steps=8", "data.batch_size=8")
+    err = finish(changed)
+    assert changed.returncode == 1 and "model.optimizer.lr: 0.0015 -> 0.01" in err, err[-2000:]
+    err = finish(unrecorded)
+    assert unrecorded.returncode == 1 and "has no results.json" in err and "resume_force=true" in err
+    for folder, files in before.items():
+        assert snapshot(folder) == files  # .hydra/*.yaml, .lock, train.log, the record: untouched
 
 
 # -- names and errors ---------------------------------------------------------------------------------
@@ -220,23 +224,26 @@ def test_an_unsafe_experiment_name_stops_a_run_before_it_writes(make_cfg, tmp_pa
     assert not (tmp_path / "run").exists()
 
 
+BAD_RUN_FOLDER_SETTINGS = [
+    (["resume=/etc"], "Error: resume='/etc': no checkpoints/last.ckpt in /etc; pass a run folder"),
+    (["experiment_name=../../x"], "Error: experiment_name='../../x' is not a safe folder name"),
+    (["-m", "experiment_name=/x", "seed=0,1"], "Error: experiment_name='/x' is not a safe folder name"),
+]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["resume=/etc"], "Error: resume='/etc': no checkpoints/last.ckpt in /etc; pass a run folder"),
-        (["experiment_name=../../x"], "Error: experiment_name='../../x' is not a safe folder name"),
-        (["-m", "experiment_name=/x", "seed=0,1"], "Error: experiment_name='/x' is not a safe folder name"),
-    ],
-)
-def test_a_bad_run_folder_setting_is_one_line_and_writes_nothing(tmp_path, args, message):
-    work = tmp_path / "work"
-    work.mkdir()
-    proc = train_py(*args, f"paths.root_dir={work}", *TINY, cwd=work)
-    err = finish(proc)
-    assert proc.returncode == 1
-    assert err.strip().startswith(message) and len(err.strip().splitlines()) == 1, err
-    assert os.listdir(work) == [] and not (tmp_path / "x").exists()
+def test_a_bad_run_folder_setting_is_one_line_and_writes_nothing(tmp_path):
+    # The three commands run side by side (each is a fresh Python importing torch, then refused).
+    procs = []
+    for i, (args, message) in enumerate(BAD_RUN_FOLDER_SETTINGS):
+        work = tmp_path / str(i) / "work"
+        work.mkdir(parents=True)
+        procs.append((train_py(*args, f"paths.root_dir={work}", *TINY, cwd=work), work, message))
+    for proc, work, message in procs:
+        err = finish(proc)
+        assert proc.returncode == 1, err[-2000:]
+        assert err.strip().startswith(message) and len(err.strip().splitlines()) == 1, err
+        assert os.listdir(work) == [] and not (work.parent / "x").exists()
 
 
 # -- records ------------------------------------------------------------------------------------------

@@ -128,14 +128,16 @@ def test_a_live_run_folder_has_one_writer_and_sigterm_exits_143(tmp_path):
     try:
         wait_for(started, owner)
         overrides = (run / ".hydra" / "overrides.yaml").read_bytes()
-        # a second run into the same folder, and a resume of the live run: both refused, nothing written
-        for extra in ([f"hydra.run.dir={run}"], [f"resume={run}"]):
-            other = train_py(*extra, until_stopped, *SHORT)
+        # a second run into the same folder, and a resume of the live run (side by side): both
+        # refused, nothing written
+        second = ([f"hydra.run.dir={run}"], [f"resume={run}"])
+        others = [train_py(*extra, until_stopped, *SHORT) for extra in second]
+        for other in others:
             _, err = other.communicate(timeout=300)
             assert other.returncode != 0
             assert f"run folder {run} is in use" in err and f'"pid": {owner.pid}' in err, err[-2000:]
-            assert read_results(run)["status"] == "running"
-            assert (run / ".hydra" / "overrides.yaml").read_bytes() == overrides  # not the refused run's
+        assert read_results(run)["status"] == "running"
+        assert (run / ".hydra" / "overrides.yaml").read_bytes() == overrides  # not a refused run's
         owner.send_signal(signal.SIGTERM)
         owner.communicate(timeout=120)
     finally:

@@ -147,20 +147,24 @@ def test_floors_json_from_scripts_floors_and_a_world_that_fails(tmp_path, cli, m
     ],
     ids=["empty", "binary", "non-numeric rows", "torn"],
 )
-def test_a_bad_metrics_csv_is_named_and_the_report_still_written(tmp_path, content):
-    """scripts/compare.py as a user runs it: one damaged loss curve is left out with a warning
-    naming its file; the report and both plots are written and the command exits 0."""
+def test_a_bad_metrics_csv_is_named_and_the_report_still_written(tmp_path, content, cli, caplog):
+    """One damaged loss curve is left out with a warning naming its file; the report and both plots
+    are written and the command exits 0 (in process: the next test runs the script as a user does)."""
+    bad = _runs_with_one_bad_curve(tmp_path, content)
+    assert cli.main([str(tmp_path)]) == 0
+    assert any(str(bad) in r.getMessage() and r.levelname == "WARNING" for r in caplog.records), caplog.text
+    for name in ("comparison.md", "loss_curves.png", "final_loss.png"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_a_bad_metrics_csv_as_a_user_runs_the_script(tmp_path):
+    """scripts/compare.py in its own process: the warning reaches stderr as ``warning: <file>: ...``."""
     import subprocess
     import sys
 
     from tests.helpers import ROOT
 
-    good = write_run(tmp_path, "0-none-s0", "none", 0, 0.5)
-    (good / "csv").mkdir()
-    (good / "csv" / "metrics.csv").write_text("step,val/loss\n0,0.6\n3,0.5\n")
-    bad = write_run(tmp_path, "1-sincos-s0", "sincos", 0, 0.4)
-    (bad / "csv").mkdir()
-    (bad / "csv" / "metrics.csv").write_bytes(content)
+    bad = _runs_with_one_bad_curve(tmp_path, b'step,val/loss\n0,0.5\n1,"unclosed\n')
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "compare.py"), str(tmp_path)],
         cwd=ROOT,
@@ -170,6 +174,17 @@ def test_a_bad_metrics_csv_is_named_and_the_report_still_written(tmp_path, conte
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
-    assert f"warning: {bad / 'csv' / 'metrics.csv'}: " in proc.stderr
+    assert f"warning: {bad}: " in proc.stderr
     for name in ("comparison.md", "loss_curves.png", "final_loss.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def _runs_with_one_bad_curve(tmp_path, content: bytes):
+    """Two runs, the second with ``content`` as its metrics.csv; returns that file's path."""
+    good = write_run(tmp_path, "0-none-s0", "none", 0, 0.5)
+    (good / "csv").mkdir()
+    (good / "csv" / "metrics.csv").write_text("step,val/loss\n0,0.6\n3,0.5\n")
+    bad = write_run(tmp_path, "1-sincos-s0", "sincos", 0, 0.4)
+    (bad / "csv").mkdir()
+    (bad / "csv" / "metrics.csv").write_bytes(content)
+    return bad / "csv" / "metrics.csv"
