@@ -198,6 +198,21 @@ def small_mae(**kwargs):
     return MaskedAutoencoderViT(**(args | kwargs))
 
 
+def run_script_in_process(script: str, *args: str, capsys) -> str:
+    """Like :func:`run_script`, in this process: ``main(args)`` of ``scripts/<script>``, its stdout.
+    A fresh Python importing torch and Lightning costs ~5 s a test, which a test of what a script
+    computes and writes does not need. Torch's thread count is restored, as the scripts set their own."""
+    import torch
+
+    threads = torch.get_num_threads()
+    capsys.readouterr()  # what the test printed before is not the script's
+    try:
+        load_script(script.removesuffix(".py")).main(list(args))
+    finally:
+        torch.set_num_threads(threads)
+    return capsys.readouterr().out
+
+
 def load_script(name: str):
     """``scripts/<name>.py`` as a module (its command line's ``main``), without running it."""
     import importlib.util

@@ -7,15 +7,15 @@ import json
 
 import pytest
 
-from tests.helpers import run_script
+from tests.helpers import run_script_in_process
 
 
 @pytest.mark.slow
-def test_benchmark_writes_every_case(tmp_path):
+def test_benchmark_writes_every_case(tmp_path, capsys):
     out = tmp_path / "bench.json"
     argv = ["--encodings", "sincos", "wrap", "spherical_harmonics", "--sh-degrees", "3", "5"]
     argv += ["--threads", "1", "--points", "128", "--repeats", "1", "--step-repeats", "1", "--devices", "cpu"]
-    printed = run_script("benchmark_encodings.py", *argv, "--out", str(out))
+    printed = run_script_in_process("benchmark_encodings.py", *argv, "--out", str(out), capsys=capsys)
     report = json.loads(out.read_text())
     (result,) = report["results"]
     assert result["device"] == "cpu" and result["mae_tiny_step_ms"] > 0

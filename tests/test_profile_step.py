@@ -8,15 +8,16 @@ import json
 import pytest
 
 from clay_exp.profiling import PHASES
-from tests.helpers import TINY, run_script
+from tests.helpers import TINY, run_script_in_process
 
 
 @pytest.mark.slow
-def test_profile_step_reports_whole_steps_phases_and_top_ops(tmp_path):
+def test_profile_step_reports_whole_steps_phases_and_top_ops(tmp_path, capsys):
     out = tmp_path / "profile.json"
     run = ["experiment=study_known_answer", "arm=hierarchical", "logger=csv", *TINY]  # 4 steps an epoch
     argv = ["--start", "2", "--steps", "4", "--model-steps", "2", "--rounds", "2", "--top", "5"]
-    printed = run_script("profile_step.py", *run, *argv, "--variants", "", "--out", str(out))
+    argv += ["--variants", "", "--out", str(out)]
+    printed = run_script_in_process("profile_step.py", *run, *argv, capsys=capsys)
     report = json.loads(out.read_text())
 
     (row,) = report["variants"]

@@ -74,18 +74,17 @@ def test_resume_refuses_a_checkpoint_that_carries_code(tmp_path):
     named = tmp_path / "named"
     ckpt = plant_checkpoint(named, marker)
     record_before = (named / "results.json").read_bytes()
-    proc = train_py(f"resume={named}", *SHORT)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode != 0
-    assert f"cannot use checkpoint {ckpt}" in err and "weights_only=True" in err
-    assert not marker.exists()
-    assert (named / "results.json").read_bytes() == record_before  # no side effect on the record
-    # resume=true: a folder planted among the experiment's runs
+    # resume=true: a folder planted among the experiment's runs (both commands run side by side)
     planted = tmp_path / "logs" / "default" / "runs" / "2020-01-01_00-00-00"
     plant_checkpoint(planted, marker)
-    proc = train_py("resume=true", f"paths.root_dir={tmp_path}", *SHORT)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode != 0 and f"cannot use checkpoint {planted}" in err
+    by_name = train_py(f"resume={named}", *SHORT)
+    latest = train_py("resume=true", f"paths.root_dir={tmp_path}", *SHORT)
+    _, err = by_name.communicate(timeout=300)
+    assert by_name.returncode != 0
+    assert f"cannot use checkpoint {ckpt}" in err and "weights_only=True" in err
+    assert (named / "results.json").read_bytes() == record_before  # no side effect on the record
+    _, err = latest.communicate(timeout=300)
+    assert latest.returncode != 0 and f"cannot use checkpoint {planted}" in err
     assert not marker.exists()
 
 

@@ -75,7 +75,16 @@ def test_results_json_and_checkpoints_of_a_short_run(make_cfg, tmp_path):
 
 
 def test_loss_goes_down(make_cfg, tmp_path):
-    cfg = make_cfg(["encoding=sincos", "trainer.max_epochs=4", "data.train_size=256", *TINY[:1], *TINY[3:]])
+    cfg = make_cfg(
+        [
+            "encoding=sincos",
+            "trainer.max_epochs=4",
+            "data.train_size=256",
+            "data.val_size=128",
+            *TINY[:1],
+            *TINY[3:],
+        ]
+    )
     train(cfg)
     val = column(read_metrics(tmp_path), "val/loss")
     assert len(val) == 4
