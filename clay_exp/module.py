@@ -168,23 +168,30 @@ class MAELightningModule(L.LightningModule):
         self.val_losses[self.val_set_names[dataloader_idx]].update(loss, weight=batch["image"].shape[0])
 
     def on_validation_epoch_end(self) -> None:
+        to_logger = self.trainer.state.fn == TrainerFn.FITTING
+        for key, value in self.close_validation_epoch(self.trainer.sanity_checking, to_logger).items():
+            self.log(key, value, prog_bar=key.endswith("/loss"), sync_dist=True, logger=to_logger)
+
+    def close_validation_epoch(self, sanity_checking: bool, fitting: bool) -> dict[str, Tensor | float]:
+        """Every validation set's loss this epoch and at the best epoch so far (``<set>/loss``,
+        ``<set>/loss_best``), the metrics reset; the best epoch moves only while `fitting` (a
+        standalone `trainer.validate` after fit reports the final numbers, it selects nothing).
+        Empty in the sanity check, or when the selecting set was not served."""
         # The sets the data served this epoch (a datamodule with split=random serves `val` only).
         losses = {name: metric.compute() for name, metric in self.val_losses.items() if metric.update_called}
         for metric in self.val_losses.values():
             metric.reset()
         selector = self.val_set_names[0]  # `val`, or `tune` in a tuning trial
-        if self.trainer.sanity_checking or selector not in losses:
-            return
-        # A standalone `trainer.validate` after fit reports the final numbers without logging the
-        # same step twice into metrics.csv / wandb.
-        to_logger = self.trainer.state.fn == TrainerFn.FITTING
-        if to_logger and float(losses[selector]) < self.losses_at_best.get(selector, math.inf):
+        if sanity_checking or selector not in losses:
+            return {}
+        if fitting and float(losses[selector]) < self.losses_at_best.get(selector, math.inf):
             self.losses_at_best = {name: float(loss) for name, loss in losses.items()}
+        out: dict[str, Tensor | float] = {}
         for name, loss in losses.items():
-            self.log(f"{name}/loss", loss, prog_bar=True, sync_dist=True, logger=to_logger)
+            out[f"{name}/loss"] = loss
             if name in self.losses_at_best:
-                best = self.losses_at_best[name]
-                self.log(f"{name}/loss_best", best, sync_dist=True, logger=to_logger)
+                out[f"{name}/loss_best"] = self.losses_at_best[name]
+        return out
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["losses_at_best"] = self.losses_at_best  # so a resumed run keeps its best epoch
@@ -210,15 +217,23 @@ class MAELightningModule(L.LightningModule):
         return [g for g in groups if g["params"]]
 
     def configure_optimizers(self) -> dict[str, Any]:
-        # Each group's lr_scale applied; encodings that act on (or watch) the update hook its steps.
+        optimizer, scheduler = self.make_optimizer(int(self.trainer.estimated_stepping_batches))
+        if scheduler is None:
+            return {"optimizer": optimizer}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def make_optimizer(
+        self, total_steps: int
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR | None]:
+        """The optimizer (each group's lr_scale applied; encodings that act on, or watch, the update
+        hook its steps) and its per-step schedule over `total_steps` (None: ``constant``)."""
         optimizer = build_optimizer(self.optimizer_factory, self.param_groups(), self.encoding)
         if self.hparams.scheduler == "constant":
-            return {"optimizer": optimizer}
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+            return optimizer, None
+        total = max(1, int(total_steps))
         # A resumed run replaces total/warmup by the checkpoint's (WarmupCosine): its own schedule.
         factor = WarmupCosine(total, int(self.hparams.warmup_fraction * total), self.hparams.min_lr_ratio)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
     # -- facts for results.json ---------------------------------------------------------------
     def parameter_counts(self) -> dict[str, int]:

@@ -92,6 +92,9 @@ class RunRecord:
     #: source (a tuned file + its tuning run, a tuning trial, or "default (untuned)"); see
     #: clay_exp.tuning.record.
     tuning: dict[str, Any] | None = None
+    #: A run trained with other seeds in one process (``seeds_per_process``, clay_exp.seed_group):
+    #: the group's seeds, its folder, and its training time (``train_time_s`` here is a k-th of it).
+    seed_group: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
     #: Keys this schema does not know (written by a newer version), kept as they were.
     extra: dict[str, Any] = field(default_factory=dict)

@@ -279,6 +279,12 @@ def prepare_resume(output_dir: Path, config: dict[str, Any], force: bool = False
             f"resume: {output_dir} cannot be checked: {unchecked}, so this config cannot be compared "
             "with the run's own; pass the run's own overrides and resume_force=true to continue anyway"
         )
+    if previous is not None and previous.seed_group:
+        raise ValueError(
+            f"resume: {output_dir} was trained with seeds {previous.seed_group.get('seeds')} in one process "
+            "(seeds_per_process / seed_group); its checkpoints hold its weights and optimizer but not a "
+            "Trainer's loop state, so it cannot be continued as a single run yet: rerun its group"
+        )
     if unchecked:
         log.warning("resume_force=true: continuing %s unchecked (%s)", output_dir, unchecked)
     if previous is not None and previous.config:

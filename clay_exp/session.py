@@ -158,10 +158,14 @@ class RunSession:
         """The checkpoint `Trainer.fit` starts from: the run's own when resuming, else ``ckpt_path``."""
         return str(self.resume.checkpoint) if self.resume is not None else self.cfg.get("ckpt_path")
 
-    def make_loggers(self) -> list[Logger]:
-        """The configured loggers; a resumed run reopens its wandb run and keeps its earlier CSV rows."""
+    def make_loggers(self, concurrent: bool = False) -> list[Logger]:
+        """The configured loggers; a resumed run reopens its wandb run and keeps its earlier CSV rows.
+        `concurrent`: this process holds other runs' wandb runs open at the same time (a seed group,
+        clay_exp.seed_group), so this one is a new wandb run of its own (``reinit="create_new"``)."""
         wandb_id = self.resume.wandb_id if self.resume is not None else None
-        wandb_kwargs = {"id": wandb_id, "resume": "allow"} if wandb_id else {}
+        wandb_kwargs: dict[str, Any] = {"id": wandb_id, "resume": "allow"} if wandb_id else {}
+        if concurrent:
+            wandb_kwargs["reinit"] = "create_new"
         self.loggers = instantiate_group(self.cfg.get("logger"), WandbLogger=wandb_kwargs)
         if self.resume is not None and self.is_rank_zero:
             restore_metrics(self.loggers, self.resume.step)
@@ -197,9 +201,6 @@ class RunSession:
 
     def complete(self, callbacks: list[Callback], final: dict[str, float]) -> None:
         """The run reached its budget: final metrics (which must be finite), best epoch, checkpoints."""
-        bad = {k: v for k, v in final.items() if not math.isfinite(v)}
-        if bad:
-            raise NonFiniteLossError(f"non-finite validation metrics after training: {bad}")
         trainer = self.trainer
         assert trainer is not None, "attach(trainer, module) first"
         checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
@@ -216,16 +217,37 @@ class RunSession:
             for key, value in final.items()
             if key.endswith("/loss_best") and key != f"{selector}_best"
         }
-        r = self.record
-        r.final, r.best, r.steps, r.epochs = final, best, trainer.global_step, trainer.current_epoch
-        r.train_time_s = timer.time_elapsed("train") if timer else None
-        r.step_time_s = (
-            r.train_time_s / trainer.global_step if r.train_time_s and trainer.global_step else None
+        self.complete_values(
+            final,
+            best=best,
+            steps=trainer.global_step,
+            epochs=trainer.current_epoch,
+            train_time_s=timer.time_elapsed("train") if timer else None,
+            checkpoints={
+                "last": last_checkpoint.last_model_path if last_checkpoint else None,
+                "best": (best_checkpoint.best_model_path or None) if best_checkpoint else None,
+            },
         )
-        r.checkpoints = {
-            "last": last_checkpoint.last_model_path if last_checkpoint else None,
-            "best": (best_checkpoint.best_model_path or None) if best_checkpoint else None,
-        }
+
+    def complete_values(
+        self,
+        final: dict[str, float],
+        best: dict[str, float | None],
+        steps: int,
+        epochs: int,
+        train_time_s: float | None,
+        checkpoints: dict[str, str | None],
+    ) -> None:
+        """Record a completed run from its numbers (`complete` reads them off one Trainer; a seed of
+        a seed group, clay_exp.seed_group, off the group's)."""
+        bad = {k: v for k, v in final.items() if not math.isfinite(v)}
+        if bad:
+            raise NonFiniteLossError(f"non-finite validation metrics after training: {bad}")
+        r = self.record
+        r.final, r.best, r.steps, r.epochs = final, best, steps, epochs
+        r.train_time_s = train_time_s
+        r.step_time_s = r.train_time_s / steps if r.train_time_s and steps else None
+        r.checkpoints = checkpoints
         r.status = "completed"
         wandb_logger = _find(self.loggers, WandbLogger)
         if wandb_logger is not None and self.is_rank_zero:
@@ -263,10 +285,10 @@ class RunSession:
                     log.info("results written to %s", self._write())
                 finally:
                     self.reserve.release()  # its job is done (or could not be done): no 1 MiB left behind
-            if _find(self.loggers, WandbLogger) is not None:
-                import wandb
-
-                wandb.finish(exit_code=r.exit_code or 0)
+            wandb_logger = _find(self.loggers, WandbLogger)
+            wandb_run = getattr(wandb_logger, "_experiment", None)  # None: never started
+            if wandb_run is not None:  # this run's own (a seed group holds several open at once)
+                wandb_run.finish(exit_code=r.exit_code or 0)
         finally:
             self._restore_signal_handlers()
             self.lock.release()

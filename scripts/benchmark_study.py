@@ -3,17 +3,19 @@
     python scripts/benchmark_study.py                                   # all arms x 5 seeds, both paths
     python scripts/benchmark_study.py --arms none sincos hierarchical --seeds 0 1 2 3 4 --rounds 2
     python scripts/benchmark_study.py --arms none hierarchical --seeds 0 1 --extra trainer.max_steps=20
+    python scripts/benchmark_study.py --paths eager fast fast+seeds5    # 5 seeds a process (seed groups)
 
 Runs ``python train.py -m experiment=<study> arm=<arms> seed=<seeds> speed=<path>`` as a user
 would (``hydra/launcher=parallel``: ``--jobs`` processes of ``--threads`` torch threads each; 2 x 1
 is a study on this 2-core machine), once per path and round, the paths' order alternating from
 round to round so that a change in the machine's load lands on both. Each sweep's wall time is
-clocked around its process; the ratio is the first path's time over each other path's (> 1: faster
-than the first). The numbers are paired run by run (same arm, same seed): each run's final
-``val/loss`` and ``val_heldout/loss`` on a path minus the first path's, with the mean difference's
-95 % interval over the runs (the paths compute the same numbers when every difference is 0, or
-the interval holds 0). Prints tables and writes JSON; the sweeps' folders are kept under
-``--logs`` (``--clean`` removes them).
+clocked around its process (a path ``<speed>+seeds<k>`` adds ``seeds_per_process=<k>``: each k
+seeds of an arm one job, trained as one batched model, clay_exp.seed_group); the ratio is the first
+path's time over each other path's (> 1: faster than the first). The numbers are paired run by run
+(same arm, same seed): each run's final ``val/loss`` and ``val_heldout/loss`` on a path minus the
+first path's, with the mean difference's 95 % interval over the runs (the paths compute the same
+numbers when every difference is 0, or the interval holds 0). Prints tables and writes JSON; the
+sweeps' folders are kept under ``--logs`` (``--clean`` removes them).
 """
 
 from __future__ import annotations
@@ -39,11 +41,23 @@ ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("val/loss", "val_heldout/loss")
 
 
+#: A path's optional seed grouping: ``fast+seeds5`` = ``speed=fast seeds_per_process=5``.
+GROUPED = "+seeds"
+
+
+def path_overrides(path: str) -> list[str]:
+    """The overrides of one path: ``<speed>`` or ``<speed>+seeds<k>``."""
+    speed, grouped, k = path.partition(GROUPED)
+    if grouped and not (k.isdigit() and int(k) >= 1):
+        raise ValueError(f"path {path!r}: write <speed>+seeds<k> with k a positive integer, e.g. fast+seeds5")
+    return [f"speed={speed}", *([f"seeds_per_process={k}"] if grouped else [])]
+
+
 def sweep_command(args: argparse.Namespace, path: str, folder: Path) -> list[str]:
     return [
         sys.executable, str(ROOT / "train.py"), "-m", f"experiment={args.experiment}",
         "hydra/launcher=parallel", f"hydra.launcher.n_jobs={args.jobs}", f"torch_threads={args.threads}",
-        f"arm={','.join(args.arms)}", f"seed={','.join(str(s) for s in args.seeds)}", f"speed={path}",
+        f"arm={','.join(args.arms)}", f"seed={','.join(str(s) for s in args.seeds)}", *path_overrides(path),
         f"hydra.sweep.dir={folder}", "trainer.enable_progress_bar=false", *args.extra,
     ]  # fmt: skip
 
@@ -180,7 +194,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--arms", nargs="+", default=None, help="default: every arm the study sweeps")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument(
-        "--paths", nargs="+", default=["eager", "default"], help="speed options, the first the base"
+        "--paths",
+        nargs="+",
+        default=["eager", "default"],
+        help="speed options (<speed>+seeds<k>: k seeds a process), the first the base",
     )
     parser.add_argument("--jobs", type=int, default=2, help="parallel jobs (hydra.launcher.n_jobs)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
