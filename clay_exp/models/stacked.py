@@ -98,12 +98,14 @@ def _block(x: Tensor, w: dict[str, Tensor], name: str, block: nn.Module) -> Tens
     return x + _linear(h, w[f"{name}.mlp.fc2.weight"], w.get(f"{name}.mlp.fc2.bias"))
 
 
-def stacked_weights(models: Sequence[MaskedAutoencoderViT]) -> dict[str, Tensor]:
-    """Every backbone parameter (the injection's stay per seed) stacked along a new dim 0."""
-    named = [dict(m.named_parameters()) for m in models]
-    return {
-        name: torch.stack([p[name] for p in named]) for name in named[0] if not name.startswith("injection.")
-    }
+def backbone_parameters(model: MaskedAutoencoderViT) -> dict[str, Tensor]:
+    """A model's parameters that `stacked_losses` stacks: all but the injection's (per seed)."""
+    return {n: p for n, p in model.named_parameters() if not n.startswith("injection.")}
+
+
+def stacked_weights(parameters: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Each backbone parameter of the k models (`backbone_parameters`) stacked along a new dim 0."""
+    return {name: torch.stack([p[name] for p in parameters]) for name in parameters[0]}
 
 
 def stacked_losses(
@@ -111,15 +113,18 @@ def stacked_losses(
     images: Sequence[Tensor],
     conds: Sequence[object],
     noises: Sequence[Tensor],
+    parameters: Sequence[dict[str, Tensor]] | None = None,
 ) -> Tensor:
     """Each model's masked-reconstruction loss, ``(k,)``: model ``i`` on ``images[i]`` ``(B, C, H, W)``
     with its injection's condition ``conds[i]`` (`MaskedAutoencoderViT.condition`) and its masking
-    noise ``noises[i]`` ``(B, L)``, as ``models[i].forward`` computes it with that noise."""
+    noise ``noises[i]`` ``(B, L)``, as ``models[i].forward`` computes it with that noise.
+    `parameters`: each model's `backbone_parameters`, if the caller keeps them (walking a model's
+    modules for them costs ~1 ms a call)."""
     first = models[0]
     k = len(models)
     for model, image in zip(models, images, strict=True):
         model.check_images(image)
-    w = stacked_weights(models)
+    w = stacked_weights(parameters or [backbone_parameters(m) for m in models])
     x = torch.stack(list(images))  # (k, B, C, H, W)
     _, b, c, hh, ww = x.shape
     p = first.patch_size

@@ -16,7 +16,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import CombinedLoader, rank_zero_only
 from torch import Tensor, nn
 
-from clay_exp.models.stacked import check_stackable, stacked_losses
+from clay_exp.models.stacked import backbone_parameters, check_stackable, stacked_losses
 from clay_exp.module import VAL_MASK_SEED, MAELightningModule, NonFiniteLossError
 from clay_exp.resume import AtomicCheckpointIO
 
@@ -150,6 +150,8 @@ class SeedGroupModule(L.LightningModule):
         super().__init__()
         check_stackable([m.model for m in members])
         self.members = nn.ModuleList(members)
+        # the same Parameter objects all along (the optimizers update them in place): looked up once
+        self.backbones = [backbone_parameters(m.model) for m in members]
         self.seeds = list(seeds)
         self.rng_states = [s.clone() for s in rng_states]
         self.checkpoint_dirs = [Path(d) for d in checkpoint_dirs]
@@ -211,7 +213,8 @@ class SeedGroupModule(L.LightningModule):
 
     def training_step(self, batch: list[dict[str, Any]], batch_idx: int) -> Tensor:
         conds, noises = self._conditions(batch, None)
-        losses = stacked_losses([m.model for m in self.members], [b["image"] for b in batch], conds, noises)
+        images = [b["image"] for b in batch]
+        losses = stacked_losses([m.model for m in self.members], images, conds, noises, self.backbones)
         finite = torch.isfinite(losses.detach())
         if not bool(finite.all()):
             bad = {
@@ -278,7 +281,8 @@ class SeedGroupModule(L.LightningModule):
             torch.Generator(device=self.device).manual_seed(VAL_MASK_SEED + batch_idx) for _ in range(k)
         ]
         conds, noises = self._conditions([batch] * k, generators)
-        losses = stacked_losses([m.model for m in self.members], [batch["image"]] * k, conds, noises)
+        images = [batch["image"]] * k
+        losses = stacked_losses([m.model for m in self.members], images, conds, noises, self.backbones)
         for member, loss in zip(self.members, losses, strict=True):
             member.val_losses[names[dataloader_idx]].update(loss, weight=batch["image"].shape[0])
 
