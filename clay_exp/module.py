@@ -217,7 +217,10 @@ class MAELightningModule(L.LightningModule):
         return [g for g in groups if g["params"]]
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer, scheduler = self.make_optimizer(int(self.trainer.estimated_stepping_batches))
+        constant = self.hparams.scheduler == "constant"  # needs no step count (nor a Trainer)
+        optimizer, scheduler = self.make_optimizer(
+            1 if constant else int(self.trainer.estimated_stepping_batches)
+        )
         if scheduler is None:
             return {"optimizer": optimizer}
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

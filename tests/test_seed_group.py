@@ -185,3 +185,14 @@ def test_a_sweep_with_seeds_per_process_writes_one_ordinary_run_per_seed(tmp_pat
     assert len(wandb_ids) == 6  # one wandb run per seed, also in a job of two
     overrides = OmegaConf.load(tmp_path / "0-none-s0" / "seed-1" / ".hydra" / "overrides.yaml")
     assert "seed=1" in overrides and not any(o.startswith("seed_group=") for o in overrides)
+
+
+def test_a_group_that_fails_records_every_seed_failed(make_cfg, tmp_path):
+    cfg = make_cfg([*STUDY, *SHORT, "seed_group=[0,1]", "model.optimizer.lr=-1"], tmp_path / "group")
+    with pytest.raises(ValueError, match="learning rate"):
+        train_runs(cfg)
+    manifest = json.loads((tmp_path / "group" / SEED_GROUP_FILE).read_text())
+    assert manifest["status"] == {"0": "failed", "1": "failed"}
+    for seed in (0, 1):
+        record = RunRecord.load(tmp_path / "group" / f"seed-{seed}")
+        assert record.status == "failed" and "learning rate" in record.error["message"]

@@ -139,72 +139,78 @@ def train_seed_group(cfg: DictConfig) -> list[RunRecord]:
     check_group(cfg, configs)
     group_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(group_dir, seeds)
-    with ExitStack() as stack:
-        runs = [stack.enter_context(RunSession(c)) for c in configs]
-        threads = set_torch_threads(cfg.get("torch_threads"))
-        members, datamodules, states = [], [], []
-        for run, c in zip(runs, configs, strict=True):
-            write_seed_hydra_files(c, int(c.seed))
-            run.record.torch_threads = threads
-            run.record.tuning = tuning_record(c)
-            run.record.seed_group = {"seeds": seeds, "folder": str(group_dir)}
-            # as clay_exp.train.train builds a single run: the same draws from the same seed
-            L.seed_everything(c.seed, workers=True)
-            datamodule = instantiate(c.data)
-            apply_to_datamodule(Speed.from_config(c.get("speed")), datamodule)
-            members.append(build_module(c))
-            datamodules.append(datamodule)
-            states.append(torch.get_rng_state())
-        loggers = [run.make_loggers(concurrent=True) for run in runs]
-        diagnostics = (cfg.get("callbacks") or {}).get("encoding_diagnostics")
-        checkpoint_dirs = [Path(c.paths.output_dir) / CHECKPOINT_DIR for c in configs]
-        group = SeedGroupModule(
-            members,
-            seeds,
-            states,
-            checkpoint_dirs,
-            gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
-            diagnostics_every=int(diagnostics.every_n_steps) if diagnostics else None,
-        )
-        timer = Timer()
-        trainer = instantiate(
-            cfg.trainer,
-            callbacks=[timer],
-            logger=SeedRouter(seeds, loggers),
-            plugins=runs[0].plugins(),
-            gradient_clip_val=None,  # each seed's own, in OptimizerGroup
-            enable_checkpointing=False,  # each seed's own, in its folder
-        )
-        for run, member in zip(runs, members, strict=True):
-            run.attach(trainer, member)
-        with ExitStack() as fitting:
-            for run in runs:
-                fitting.enter_context(run.fitting())
-            trainer.fit(group, datamodule=SeedGroupData(datamodules))
-        steps, epochs = trainer.global_step, trainer.current_epoch
-        train_time = timer.time_elapsed("train")
-        for i, (run, c, member, dm) in enumerate(zip(runs, configs, members, datamodules, strict=True)):
-            last = group.save_member(i, checkpoint_dirs[i] / LAST_CHECKPOINT)
-            callbacks = instantiate_group(c.get("callbacks"))
-            seed_trainer = instantiate(c.trainer, callbacks=callbacks, logger=run.loggers or False)
-            continue_counters(seed_trainer, steps, epochs)
-            seed_trainer.validate(member, datamodule=dm, verbose=False)
-            final = {
-                k: float(v) for k, v in seed_trainer.callback_metrics.items() if k.startswith(("val", "tune"))
-            }
-            best = {f"{name}/loss": value for name, value in member.losses_at_best.items()}
-            run.complete_values(
-                final,
-                best=best,
-                steps=steps,
-                epochs=epochs,
-                train_time_s=train_time / len(seeds),
-                checkpoints={
-                    "last": str(last),
-                    "best": str(group.best_paths[i]) if group.best_paths[i] else None,
-                },
+    runs: list[RunSession] = []
+    try:
+        with ExitStack() as stack:
+            for c in configs:
+                runs.append(stack.enter_context(RunSession(c)))
+            threads = set_torch_threads(cfg.get("torch_threads"))
+            members, datamodules, states = [], [], []
+            for run, c in zip(runs, configs, strict=True):
+                write_seed_hydra_files(c, int(c.seed))
+                run.record.torch_threads = threads
+                run.record.tuning = tuning_record(c)
+                run.record.seed_group = {"seeds": seeds, "folder": str(group_dir)}
+                # as clay_exp.train.train builds a single run: the same draws from the same seed
+                L.seed_everything(c.seed, workers=True)
+                datamodule = instantiate(c.data)
+                apply_to_datamodule(Speed.from_config(c.get("speed")), datamodule)
+                members.append(build_module(c))
+                datamodules.append(datamodule)
+                states.append(torch.get_rng_state())
+            loggers = [run.make_loggers(concurrent=True) for run in runs]
+            diagnostics = (cfg.get("callbacks") or {}).get("encoding_diagnostics")
+            checkpoint_dirs = [Path(c.paths.output_dir) / CHECKPOINT_DIR for c in configs]
+            group = SeedGroupModule(
+                members,
+                seeds,
+                states,
+                checkpoint_dirs,
+                gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
+                diagnostics_every=int(diagnostics.every_n_steps) if diagnostics else None,
             )
-            run.record.seed_group["train_time_s"] = train_time
-        records = [run.record for run in runs]
-    write_manifest(group_dir, seeds, records)
-    return records
+            timer = Timer()
+            trainer = instantiate(
+                cfg.trainer,
+                callbacks=[timer],
+                logger=SeedRouter(seeds, loggers),
+                plugins=runs[0].plugins(),
+                gradient_clip_val=None,  # each seed's own, in OptimizerGroup
+                enable_checkpointing=False,  # each seed's own, in its folder
+            )
+            for run, member in zip(runs, members, strict=True):
+                run.attach(trainer, member)
+            with ExitStack() as fitting:
+                for run in runs:
+                    fitting.enter_context(run.fitting())
+                trainer.fit(group, datamodule=SeedGroupData(datamodules))
+            steps, epochs = trainer.global_step, trainer.current_epoch
+            train_time = timer.time_elapsed("train")
+            for i, (run, c, member, dm) in enumerate(zip(runs, configs, members, datamodules, strict=True)):
+                last = group.save_member(i, checkpoint_dirs[i] / LAST_CHECKPOINT)
+                callbacks = instantiate_group(c.get("callbacks"))
+                seed_trainer = instantiate(c.trainer, callbacks=callbacks, logger=run.loggers or False)
+                continue_counters(seed_trainer, steps, epochs)
+                seed_trainer.validate(member, datamodule=dm, verbose=False)
+                final = {
+                    k: float(v)
+                    for k, v in seed_trainer.callback_metrics.items()
+                    if k.startswith(("val", "tune"))
+                }
+                best = {f"{name}/loss": value for name, value in member.losses_at_best.items()}
+                run.complete_values(
+                    final,
+                    best=best,
+                    steps=steps,
+                    epochs=epochs,
+                    train_time_s=train_time / len(seeds),
+                    checkpoints={
+                        "last": str(last),
+                        "best": str(group.best_paths[i]) if group.best_paths[i] else None,
+                    },
+                )
+                run.record.seed_group["train_time_s"] = train_time
+    finally:  # each seed's final status, also when the group failed or was stopped
+        if runs:
+            write_manifest(group_dir, seeds, [run.record for run in runs])
+    return [run.record for run in runs]
