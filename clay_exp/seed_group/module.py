@@ -238,6 +238,8 @@ class SeedGroupModule(L.LightningModule):
         return losses.detach().mean()
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Each seed's learning rates, when and as a single run's `LearningRateMonitor` logs them
+        (it reads the same private counters: Lightning has no public ones)."""
         connector = self.trainer._logger_connector
         if not connector.should_update_logs or not self.trainer.loggers:
             return
