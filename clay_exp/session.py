@@ -323,13 +323,7 @@ class RunSession:
             return  # Hydra wrote them itself (an explicit hydra.output_subdir)
         if Path(runtime_dir).resolve() != self.output_dir.resolve():
             return  # the current Hydra config belongs to another run (composed in-process)
-        files = {
-            "config.yaml": self.cfg,
-            "hydra.yaml": hydra_cfg,
-            "overrides.yaml": hydra_cfg.hydra.overrides.task,
-        }
-        for name, node in files.items():
-            atomic_write(self.output_dir / HYDRA_SUBDIR / name, OmegaConf.to_yaml(node).encode())
+        write_hydra_files(self.output_dir, self.cfg, hydra_cfg, hydra_cfg.hydra.overrides.task)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signal = signum
@@ -348,6 +342,18 @@ class RunSession:
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)
         self._previous_handlers = {}
+
+
+def write_hydra_files(folder: Path, config: DictConfig, hydra_cfg: DictConfig, overrides: Any) -> None:
+    """Hydra's job files in ``<folder>/.hydra/`` (the run's config, Hydra's own, the task overrides),
+    unresolved, as Hydra writes them."""
+    files = {
+        "config.yaml": config,
+        "hydra.yaml": hydra_cfg,
+        "overrides.yaml": OmegaConf.create(list(overrides)),
+    }
+    for name, node in files.items():
+        atomic_write(folder / HYDRA_SUBDIR / name, OmegaConf.to_yaml(node).encode())
 
 
 def _find(items: list[Any], kind: type) -> Any | None:

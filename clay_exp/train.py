@@ -47,6 +47,11 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
     return module
 
 
+def final_metrics(trainer: L.Trainer) -> dict[str, float]:
+    """What a run's final `trainer.validate` reported: its val*/ (in a tuning trial, tune*/) metrics."""
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val", "tune"))}
+
+
 def train(cfg: DictConfig) -> RunRecord:
     """Train one run and return its record; ``results.json`` says how it ended, whatever happened."""
     with RunSession(cfg) as run:
@@ -65,7 +70,5 @@ def train(cfg: DictConfig) -> RunRecord:
             trainer.fit(module, datamodule=datamodule, ckpt_path=run.ckpt_path)
         # The final weights' validation metrics (during fit the module logs them to the loggers only).
         trainer.validate(module, datamodule=datamodule, verbose=False)
-        # val*/ (or, in a tuning trial, tune*/) metrics
-        final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val", "tune"))}
-        run.complete(callbacks, final)
+        run.complete(callbacks, final_metrics(trainer))
     return run.record

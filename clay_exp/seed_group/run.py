@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -22,12 +21,10 @@ from clay_exp.files import atomic_write
 from clay_exp.results import RunRecord
 from clay_exp.resume import CHECKPOINT_DIR, LAST_CHECKPOINT
 from clay_exp.seed_group.module import SeedGroupData, SeedGroupModule, SeedRouter
-from clay_exp.session import HYDRA_SUBDIR, RunSession, instantiate_group
+from clay_exp.session import RunSession, instantiate_group, write_hydra_files
 from clay_exp.speed import Speed, apply_to_datamodule
-from clay_exp.train import build_module, set_torch_threads
+from clay_exp.train import build_module, final_metrics, set_torch_threads
 from clay_exp.tuning.record import tuning_record
-
-log = logging.getLogger(__name__)
 
 #: The group's manifest in the job folder: the seeds and their run folders.
 SEED_GROUP_FILE = "seed_group.json"
@@ -110,13 +107,7 @@ def write_seed_hydra_files(config: DictConfig, seed: int) -> None:
         return
     hydra_cfg = HydraConfig.instance().cfg
     overrides = [o for o in hydra_cfg.hydra.overrides.task if not o.startswith(("seed=", "seed_group="))]
-    files = {
-        "config.yaml": OmegaConf.to_yaml(config),
-        "hydra.yaml": OmegaConf.to_yaml(hydra_cfg),
-        "overrides.yaml": OmegaConf.to_yaml(OmegaConf.create([*overrides, f"seed={seed}"])),
-    }
-    for name, text in files.items():
-        atomic_write(Path(config.paths.output_dir) / HYDRA_SUBDIR / name, text.encode())
+    write_hydra_files(Path(config.paths.output_dir), config, hydra_cfg, [*overrides, f"seed={seed}"])
 
 
 def write_manifest(group_dir: Path, seeds: Sequence[int], records: Sequence[RunRecord] | None = None) -> Path:
@@ -192,11 +183,7 @@ def train_seed_group(cfg: DictConfig) -> list[RunRecord]:
                 seed_trainer = instantiate(c.trainer, callbacks=callbacks, logger=run.loggers or False)
                 continue_counters(seed_trainer, steps, epochs)
                 seed_trainer.validate(member, datamodule=dm, verbose=False)
-                final = {
-                    k: float(v)
-                    for k, v in seed_trainer.callback_metrics.items()
-                    if k.startswith(("val", "tune"))
-                }
+                final = final_metrics(seed_trainer)
                 best = {f"{name}/loss": value for name, value in member.losses_at_best.items()}
                 run.complete_values(
                     final,
